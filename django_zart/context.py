@@ -1,0 +1,146 @@
+"""The execution a worker thread is running, found through a ``ContextVar``.
+
+No context object is threaded through user code: step calls and ``zart.context()`` find
+the current execution here. The control-flow exceptions below derive from
+``BaseException`` so that a workflow's ``except Exception:`` cannot swallow them.
+"""
+
+from __future__ import annotations
+
+import time
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from .errors import NonDeterminismError, NotInWorkflow, ZartError
+
+if TYPE_CHECKING:
+    from .db.base import Store
+    from .db.types import Claim
+
+
+class Suspend(BaseException):
+    """The body cannot go on before ``wake_at``; the worker releases the execution."""
+
+    def __init__(self, wake_at: datetime) -> None:
+        self.wake_at = wake_at
+
+
+class LeaseLost(BaseException):
+    """Another worker holds the execution now; this one must stop without writing."""
+
+
+class Abort(BaseException):
+    """Fail the execution at once with ``error``, bypassing workflow retries."""
+
+    def __init__(self, error: ZartError) -> None:
+        self.error = error
+
+
+@dataclass
+class Record:
+    """A checkpoint of the current run, as loaded or just written."""
+
+    step_id: int
+    sequence: int
+    position: str
+    name: str
+    kind: str
+    status: str
+    result: Any
+    error: dict[str, Any] | None
+    attempts: int
+    wake_at: datetime | None
+
+
+@dataclass(frozen=True)
+class WorkflowInfo:
+    """What ``zart.context()`` tells a running workflow or step."""
+
+    execution_id: str
+    workflow: str
+    run: int
+    attempt: int
+    """Inside a step, that step's attempt (1 for the first try); otherwise the run."""
+    step: str | None
+
+
+@dataclass
+class ExecutionContext:
+    claim: Claim
+    store: Store
+    records: dict[int, Record]
+    by_position: dict[str, Record] = field(init=False)
+    sequence: int = 0
+    occurrences: dict[str, int] = field(default_factory=dict)
+    step: str | None = None
+    attempt: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        self.by_position = {r.position: r for r in self.records.values()}
+
+    def now(self) -> datetime:
+        """The database clock, read at claim time and advanced by the monotonic clock."""
+        return self.claim.db_now + timedelta(seconds=time.monotonic() - self.started)
+
+    def next_position(self, name: str) -> tuple[int, str]:
+        """Allocate the next durable call's sequence number and position key."""
+        self.sequence += 1
+        count = self.occurrences.get(name, 0) + 1
+        self.occurrences[name] = count
+        return self.sequence, name if count == 1 else "%s#%d" % (name, count)
+
+    def recorded(self, sequence: int, position: str, kind: str) -> Record | None:
+        """The checkpoint at this position, after checking the history agrees."""
+        record = self.records.get(sequence)
+        if record is None:
+            elsewhere = self.by_position.get(position)
+            if elsewhere is None:
+                return None
+            record = elsewhere
+        if record.position != position or record.kind != kind or record.sequence != sequence:
+            raise Abort(
+                NonDeterminismError(
+                    self.claim.execution_id,
+                    sequence,
+                    "%s %r (at position %d)" % (record.kind.lower(), record.position,
+                                                record.sequence),
+                    "%s %r" % (kind.lower(), position),
+                )
+            )
+        return record
+
+    def remember(self, record: Record) -> None:
+        self.records[record.sequence] = record
+        self.by_position[record.position] = record
+
+    def check_deadline(self) -> None:
+        from .errors import ExecutionTimedOut
+
+        deadline = self.claim.deadline_at
+        if deadline is not None and self.now() >= deadline:
+            raise Abort(ExecutionTimedOut(self.claim.execution_id, self.claim.timeout or 0))
+
+
+current: ContextVar[ExecutionContext | None] = ContextVar("zart_execution", default=None)
+
+
+def require(function: str) -> ExecutionContext:
+    ctx = current.get()
+    if ctx is None:
+        raise NotInWorkflow(function)
+    return ctx
+
+
+def context() -> WorkflowInfo:
+    """Who is running: execution id, workflow name, run index and attempt."""
+    ctx = require("context")
+    return WorkflowInfo(
+        execution_id=ctx.claim.execution_id,
+        workflow=ctx.claim.workflow,
+        run=ctx.claim.run_index,
+        attempt=ctx.attempt if ctx.step is not None else ctx.claim.run_index,
+        step=ctx.step,
+    )

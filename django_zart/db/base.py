@@ -1,0 +1,269 @@
+"""The store: claims, checkpoints, suspensions and finishes, fenced by claim tokens.
+
+Every write for claimed work names the task and the claim token it was claimed with; a
+write that matches no row means another worker took the work over (the lease expired),
+and raises ``LeaseLost`` so the stale worker stops without touching anything.
+
+This generic implementation uses short ORM transactions and the worker's clock; it is
+meant for SQLite, where one machine has one clock. ``PostgresStore`` replaces the hot
+paths with single statements judged by the database clock.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from ..context import LeaseLost, Record
+from ..models import Execution, Run, Step, StepAttempt, Task, Worker
+from ..states import ExecutionStatus, RunReason, RunStatus, StepStatus
+from .types import Checkpoint, Claim
+
+
+class Store:
+    json_placeholder = "%s"
+    share_lock = ""
+
+    # -- claiming --------------------------------------------------------------------
+
+    def claim(self, *, queues: list[str], limit: int, lease: float) -> list[Claim]:
+        token = uuid.uuid4()
+        now = timezone.now()
+        with transaction.atomic():
+            tasks = list(
+                Task.objects.claimable(queues=queues)
+                .select_for_update(skip_locked=True)
+                .values_list("pk", "execution_id", "held_by", "recoveries")[:limit]
+            )
+            if not tasks:
+                return []
+            # Conditional on what was read: without a row lock (SQLite), a concurrent
+            # claimer that got there first makes the UPDATE match nothing.
+            tasks = [
+                task
+                for task in tasks
+                if Task.objects.filter(pk=task[0], held_by=task[2]).update(
+                    held_by=token,
+                    lease_until=now + timedelta(seconds=lease),
+                    claimed_at=now,
+                    recoveries=task[3] + (task[2] is not None),
+                )
+            ]
+            if not tasks:
+                return []
+            ids = [t[1] for t in tasks]
+            fresh = set(
+                Execution.objects.filter(pk__in=ids, started_at__isnull=True).values_list(
+                    "pk", flat=True
+                )
+            )
+            Execution.objects.filter(pk__in=ids, started_at__isnull=True).update(started_at=now)
+            Execution.objects.filter(pk__in=ids).update(
+                status=ExecutionStatus.RUNNING, updated_at=now
+            )
+            rows = {
+                e.pk: e
+                for e in Execution.objects.filter(pk__in=ids).only(
+                    "workflow", "input", "run_index", "replay_base", "deadline_at"
+                )
+            }
+            runs = dict(
+                Run.objects.filter(execution_id__in=ids)
+                .filter(index=F("execution__run_index"))
+                .values_list("execution_id", "pk")
+            )
+        return [
+            Claim(
+                task_id=pk,
+                token=token,
+                execution_id=execution_id,
+                workflow=rows[execution_id].workflow,
+                input=rows[execution_id].input,
+                run_id=runs[execution_id],
+                run_index=rows[execution_id].run_index,
+                replay_base=rows[execution_id].replay_base,
+                deadline_at=rows[execution_id].deadline_at,
+                fresh=execution_id in fresh,
+                recoveries=recoveries + (held_by is not None),
+                db_now=now,
+            )
+            for pk, execution_id, held_by, recoveries in tasks
+        ]
+
+    def has_due_work(self, *, queues: list[str]) -> bool:
+        return Task.objects.claimable(queues=queues).exists()
+
+    # -- replay ----------------------------------------------------------------------
+
+    def load_checkpoints(self, claim: Claim) -> dict[int, Record]:
+        """All checkpoints the current run replays, in one query."""
+        if claim.fresh:
+            return {}
+        rows = (
+            Step.objects.filter(execution_id=claim.execution_id, run_index__gte=claim.replay_base)
+            .filter(Q(run_id=claim.run_id) | Q(status=StepStatus.COMPLETED))
+            .order_by("run_index")
+            .values_list(
+                "pk", "sequence", "position", "name", "kind", "status", "result", "error",
+                "attempts", "wake_at",
+            )
+        )
+        return {row[1]: Record(*row) for row in rows}
+
+    # -- checkpoints -----------------------------------------------------------------
+
+    def _upsert_sql(self) -> str:
+        j = self.json_placeholder
+        return (
+            "INSERT INTO zart_steps (run_id, execution_id, run_index, sequence, position, "
+            "name, kind, status, result, error, attempts, wake_at, created_at, updated_at) "
+            "SELECT %%s, %%s, %%s, %%s, %%s, %%s, %%s, %%s, %s, %s, %%s, %%s, %%s, %%s "
+            "WHERE EXISTS (SELECT 1 FROM zart_tasks WHERE id = %%s AND held_by = %%s%s) "
+            "ON CONFLICT (run_id, position) DO UPDATE SET status = excluded.status, "
+            "result = excluded.result, error = excluded.error, attempts = excluded.attempts, "
+            "wake_at = excluded.wake_at, updated_at = excluded.updated_at RETURNING id"
+            % (j, j, self.share_lock)
+        )
+
+    def record(self, claim: Claim, point: Checkpoint) -> int:
+        """Write one checkpoint (one statement, one commit when there are no attempts)."""
+        if point.attempt_rows:
+            with transaction.atomic():
+                step_id = self._upsert(claim, point)
+                StepAttempt.objects.bulk_create(
+                    [
+                        StepAttempt(
+                            step_id=step_id,
+                            number=number,
+                            status=status,
+                            error=None if error is None else _loads(error),
+                            finished_at=point.at,
+                        )
+                        for number, status, error in point.attempt_rows
+                    ]
+                )
+                return step_id
+        return self._upsert(claim, point)
+
+    def _upsert(self, claim: Claim, point: Checkpoint) -> int:
+        ops = connection.ops
+        at = ops.adapt_datetimefield_value(point.at)
+        params = [
+            claim.run_id,
+            claim.execution_id,
+            claim.run_index,
+            point.sequence,
+            point.position,
+            point.name,
+            point.kind,
+            point.status,
+            point.result,
+            point.error,
+            point.attempts,
+            ops.adapt_datetimefield_value(point.wake_at),
+            at,
+            at,
+            claim.task_id,
+            self._token(claim.token),
+        ]
+        with connection.cursor() as cursor:
+            cursor.execute(self._upsert_sql(), params)
+            row = cursor.fetchone()
+        if row is None:
+            raise LeaseLost()
+        return int(row[0])
+
+    def retry_later(self, claim: Claim, point: Checkpoint) -> None:
+        """Record a failed attempt and release the execution until the retry is due."""
+        assert point.wake_at is not None
+        with transaction.atomic():
+            self.record(claim, point)
+            self.suspend(claim, point.wake_at)
+
+    # -- leaving the execution -------------------------------------------------------
+
+    def suspend(self, claim: Claim, wake_at: datetime) -> None:
+        with transaction.atomic():
+            self._release_task(claim, run_after=wake_at)
+            Execution.objects.filter(pk=claim.execution_id).update(
+                status=ExecutionStatus.SUSPENDED, updated_at=timezone.now()
+            )
+
+    def finish(
+        self, claim: Claim, *, status: str, output: str | None, error: str | None
+    ) -> None:
+        """Complete or fail the execution and drop its task, if this claim still holds it."""
+        now = timezone.now()
+        run_status = RunStatus.COMPLETED if status == ExecutionStatus.COMPLETED else RunStatus.FAILED
+        with transaction.atomic():
+            deleted, _ = Task.objects.filter(pk=claim.task_id, held_by=claim.token).delete()
+            if not deleted:
+                raise LeaseLost()
+            Run.objects.filter(pk=claim.run_id).update(
+                status=run_status, finished_at=now, error=_loads(error)
+            )
+            Execution.objects.filter(pk=claim.execution_id).update(
+                status=status,
+                output=_loads(output),
+                error=_loads(error),
+                finished_at=now,
+                updated_at=now,
+            )
+
+    def rerun(self, claim: Claim, *, error: str) -> int:
+        """Fail the current run and start the next one at once (workflow ``max_retries``)."""
+        now = timezone.now()
+        with transaction.atomic():
+            self._release_task(claim, run_after=now)
+            Run.objects.filter(pk=claim.run_id).update(
+                status=RunStatus.FAILED, finished_at=now, error=_loads(error)
+            )
+            index = claim.run_index + 1
+            Run.objects.create(execution_id=claim.execution_id, index=index, reason=RunReason.RETRY)
+            Execution.objects.filter(pk=claim.execution_id).update(
+                run_index=index, status=ExecutionStatus.PENDING, updated_at=now
+            )
+        return index
+
+    def _release_task(self, claim: Claim, *, run_after: datetime) -> None:
+        released = Task.objects.filter(pk=claim.task_id, held_by=claim.token).update(
+            held_by=None, lease_until=None, run_after=run_after
+        )
+        if not released:
+            raise LeaseLost()
+
+    def release(self, tokens: list[uuid.UUID], task_ids: list[int]) -> int:
+        """Give back tasks a stopping worker still holds, due now, without a recovery."""
+        return Task.objects.filter(pk__in=task_ids, held_by__in=tokens).update(
+            held_by=None, lease_until=None, run_after=timezone.now()
+        )
+
+    # -- liveness --------------------------------------------------------------------
+
+    def heartbeat(self, worker_id: str, tokens: list[uuid.UUID], lease: float) -> None:
+        now = timezone.now()
+        if tokens:
+            Task.objects.filter(held_by__in=tokens).update(
+                lease_until=now + timedelta(seconds=lease)
+            )
+        Worker.objects.filter(pk=worker_id).update(heartbeat_at=now)
+
+    def register_worker(self, worker: Worker) -> None:
+        worker.save(force_insert=True)
+
+    def unregister_worker(self, worker_id: str) -> None:
+        Worker.objects.filter(pk=worker_id).delete()
+
+    def _token(self, token: uuid.UUID) -> Any:
+        return Task._meta.get_field("held_by").get_db_prep_value(token, connection)
+
+
+def _loads(text: str | None) -> Any:
+    import json
+
+    return None if text is None else json.loads(text)

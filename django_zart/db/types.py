@@ -1,0 +1,45 @@
+"""What the engine and the store pass each other; free of model imports."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+
+@dataclass
+class Claim:
+    """A task a worker holds, with what it needs to run the execution's body."""
+
+    task_id: int
+    token: uuid.UUID
+    execution_id: str
+    workflow: str
+    input: Any
+    run_id: int
+    run_index: int
+    replay_base: int
+    deadline_at: datetime | None
+    fresh: bool
+    recoveries: int
+    db_now: datetime
+    timeout: float | None = None
+
+
+@dataclass
+class Checkpoint:
+    """A step outcome to write: ``result`` and ``error`` are JSON text or ``None``."""
+
+    sequence: int
+    position: str
+    name: str
+    kind: str
+    status: str
+    result: str | None
+    error: str | None
+    attempts: int
+    wake_at: datetime | None
+    at: datetime
+    attempt_rows: tuple[tuple[int, str, str | None], ...] = ()
+    """``(number, status, error JSON)`` rows for zart_step_attempts."""

@@ -1,0 +1,89 @@
+"""``@zart.workflow`` and ``@zart.step``: usable bare or with arguments."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, overload
+
+from .durations import Duration, to_seconds
+from .registry import Workflow, register
+from .retry import Retry
+from .steps import Step
+
+
+def _default_name(fn: Callable[..., Any]) -> str:
+    return "%s.%s" % (fn.__module__, fn.__qualname__)
+
+
+@overload
+def workflow(name: Callable[..., Any], /) -> Workflow: ...
+@overload
+def workflow(
+    name: str | None = None,
+    /,
+    *,
+    timeout: Duration | None = None,
+    max_retries: int = 0,
+    queue: str = "default",
+) -> Callable[[Callable[..., Any]], Workflow]: ...
+
+
+def workflow(
+    name: str | Callable[..., Any] | None = None,
+    /,
+    *,
+    timeout: Duration | None = None,
+    max_retries: int = 0,
+    queue: str = "default",
+) -> Workflow | Callable[[Callable[..., Any]], Workflow]:
+    """Register a function taking one input as a durable workflow.
+
+    ``name`` defaults to the function's dotted path; it is what ``zart.start`` takes and
+    what is stored, so keep it stable once executions exist. ``timeout`` fails an
+    execution still unfinished that long after its start; ``max_retries`` reruns the body
+    after it raised (completed steps stay done).
+    """
+    seconds = None if timeout is None else to_seconds(timeout)
+
+    def decorate(fn: Callable[..., Any]) -> Workflow:
+        wf = Workflow(
+            fn,
+            name=name if isinstance(name, str) else _default_name(fn),
+            timeout=seconds,
+            max_retries=max_retries,
+            queue=queue,
+        )
+        register(wf)
+        return wf
+
+    if callable(name):
+        return decorate(name)
+    return decorate
+
+
+@overload
+def step(name: Callable[..., Any], /) -> Step: ...
+@overload
+def step(
+    name: str | None = None, /, *, retry: Retry | None = None
+) -> Callable[[Callable[..., Any]], Step]: ...
+
+
+def step(
+    name: str | Callable[..., Any] | None = None,
+    /,
+    *,
+    retry: Retry | None = None,
+) -> Step | Callable[[Callable[..., Any]], Step]:
+    """Make a function a checkpointed step: inside a workflow, it runs once per position.
+
+    ``retry`` (a ``zart.Retry``) says how failed attempts are retried; without it the
+    first failure raises ``StepFailed`` in the workflow.
+    """
+
+    def decorate(fn: Callable[..., Any]) -> Step:
+        return Step(fn, name=name if isinstance(name, str) else _default_name(fn), retry=retry)
+
+    if callable(name):
+        return decorate(name)
+    return decorate

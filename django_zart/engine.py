@@ -1,0 +1,125 @@
+"""Run one claimed execution until it completes, fails or suspends.
+
+The body is replayed from the top with the run's checkpoints loaded in one query;
+completed steps return their stored results, the first new step runs, and every new
+checkpoint is committed before the next step starts. The body never runs inside a
+transaction of ours.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from asgiref.sync import async_to_sync
+
+from . import serialization
+from .conf import get_settings
+from .context import Abort, ExecutionContext, LeaseLost, Suspend, current
+from .db.base import Store
+from .db.types import Claim
+from .errors import (
+    ExecutionTimedOut,
+    SerializationError,
+    UnknownWorkflow,
+    WorkerCrashLoop,
+    ZartError,
+)
+from .registry import Workflow, get_workflow
+from .states import ExecutionStatus
+
+logger = logging.getLogger(__name__)
+
+
+def execute(claim: Claim, store: Store) -> str:
+    """Advance the execution as far as it goes; return what happened to it."""
+    try:
+        return _execute(claim, store)
+    except LeaseLost:
+        logger.warning(
+            "Lease lost execution=%s workflow=%s: another worker holds it now; this "
+            "worker's result is discarded",
+            claim.execution_id, claim.workflow,
+        )
+        return "lease-lost"
+
+
+def _execute(claim: Claim, store: Store) -> str:
+    settings = get_settings()
+    try:
+        workflow = get_workflow(claim.workflow)
+    except UnknownWorkflow as exc:
+        return _fail(claim, store, exc)
+    claim.timeout = workflow.timeout
+    if claim.recoveries and claim.recoveries >= settings.max_recoveries:
+        return _fail(claim, store, WorkerCrashLoop(claim.execution_id, claim.recoveries))
+    ctx = ExecutionContext(claim=claim, store=store, records=store.load_checkpoints(claim))
+    if claim.deadline_at is not None and ctx.now() >= claim.deadline_at:
+        return _fail(claim, store, ExecutionTimedOut(claim.execution_id, workflow.timeout or 0))
+    logger.info(
+        "Execution %s execution=%s workflow=%s run=%d",
+        "started" if claim.fresh else "resumed", claim.execution_id, claim.workflow,
+        claim.run_index,
+    )
+    token = current.set(ctx)
+    try:
+        output = _run_body(workflow, serialization.decode(claim.input))
+    except Suspend as suspend:
+        wake_at = suspend.wake_at
+        if claim.deadline_at is not None:
+            wake_at = min(wake_at, claim.deadline_at)
+        store.suspend(claim, wake_at)
+        logger.info(
+            "Execution suspended execution=%s workflow=%s until=%s",
+            claim.execution_id, claim.workflow, wake_at.isoformat(),
+        )
+        return "suspended"
+    except Abort as abort:
+        return _fail(claim, store, abort.error)
+    except Exception as exc:
+        if claim.run_index <= workflow.max_retries:
+            index = store.rerun(claim, error=_error_text(exc))
+            logger.info(
+                "Execution retried execution=%s workflow=%s run=%d error=%s",
+                claim.execution_id, claim.workflow, index, type(exc).__name__,
+            )
+            return "retried"
+        return _fail(claim, store, exc)
+    finally:
+        current.reset(token)
+    return _complete(claim, store, output)
+
+
+def _run_body(workflow: Workflow, input: Any) -> Any:
+    if workflow.is_async:
+        return async_to_sync(workflow.fn)(input)
+    return workflow.fn(input)
+
+
+def _complete(claim: Claim, store: Store, output: Any) -> str:
+    what = "the output of workflow %r" % claim.workflow
+    try:
+        text = serialization.dumps(
+            serialization.encode(output, what), what, get_settings().max_payload_bytes
+        )
+    except SerializationError as exc:
+        return _fail(claim, store, exc)
+    store.finish(claim, status=ExecutionStatus.COMPLETED, output=text, error=None)
+    logger.info(
+        "Execution completed execution=%s workflow=%s", claim.execution_id, claim.workflow
+    )
+    return "completed"
+
+
+def _fail(claim: Claim, store: Store, exc: BaseException) -> str:
+    store.finish(claim, status=ExecutionStatus.FAILED, output=None, error=_error_text(exc))
+    log = logger.info if isinstance(exc, ZartError) else logger.warning
+    log(
+        "Execution failed execution=%s workflow=%s error=%s: %s",
+        claim.execution_id, claim.workflow, type(exc).__name__, exc,
+    )
+    return "failed"
+
+
+def _error_text(exc: BaseException) -> str:
+    return serialization.dumps(serialization.describe_exception(exc), "an error", 10 * 1024 * 1024)

@@ -1,0 +1,186 @@
+"""Every public exception of django-zart.
+
+::
+
+    ZartError
+     ├── UnknownWorkflow
+     ├── ExecutionAlreadyExists
+     ├── ExecutionNotFound
+     ├── ExecutionFailed
+     ├── ExecutionCancelled
+     ├── WaitTimeout (also a TimeoutError)
+     ├── NotInWorkflow
+     ├── SerializationError
+     │    └── PayloadTooLarge
+     ├── StepFailed
+     ├── NonDeterminismError
+     ├── ExecutionTimedOut
+     └── WorkerCrashLoop
+
+Errors carry the ids involved as attributes and say what to do in their message, so a
+traceback in a log is enough to act on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ZartError(Exception):
+    """Base class of every error raised by django-zart."""
+
+
+class UnknownWorkflow(ZartError):
+    """No workflow of this name is registered in this process."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(
+            "No workflow named %r is registered. Define it with @zart.workflow in a "
+            "workflows.py module of an installed app, or list its module in "
+            'ZART["WORKFLOW_MODULES"].' % name
+        )
+
+
+class ExecutionAlreadyExists(ZartError):
+    """An execution with this id exists already; starting it again would run it twice."""
+
+    def __init__(self, execution_id: str, status: str) -> None:
+        self.execution_id = execution_id
+        self.status = status
+        super().__init__(
+            "Execution %r already exists (status %s). Execution ids are idempotency keys: "
+            "use zart.status() to read it, or pick another id for a new run."
+            % (execution_id, status)
+        )
+
+
+class ExecutionNotFound(ZartError):
+    """No execution has this id."""
+
+    def __init__(self, execution_id: str) -> None:
+        self.execution_id = execution_id
+        super().__init__("No execution with id %r exists." % execution_id)
+
+
+class ExecutionFailed(ZartError):
+    """The execution finished with an error; ``error`` holds what was stored."""
+
+    def __init__(self, execution_id: str, error: dict[str, Any] | None) -> None:
+        self.execution_id = execution_id
+        self.error = error or {}
+        super().__init__(
+            "Execution %r failed: %s: %s"
+            % (execution_id, self.error.get("type", "?"), self.error.get("message", ""))
+        )
+
+
+class ExecutionCancelled(ZartError):
+    """The execution was cancelled before it could finish."""
+
+    def __init__(self, execution_id: str, error: dict[str, Any] | None = None) -> None:
+        self.execution_id = execution_id
+        self.error = error or {}
+        super().__init__("Execution %r was cancelled." % execution_id)
+
+
+class WaitTimeout(ZartError, TimeoutError):
+    """The execution did not finish within the time the caller was willing to wait."""
+
+    def __init__(self, execution_id: str, timeout: float, status: str) -> None:
+        self.execution_id = execution_id
+        self.timeout = timeout
+        self.status = status
+        super().__init__(
+            "Execution %r did not finish within %ss (status %s). It goes on; wait again "
+            "or read zart.status()." % (execution_id, timeout, status)
+        )
+
+
+class NotInWorkflow(ZartError):
+    """An in-workflow function was called outside of a running workflow."""
+
+    def __init__(self, function: str) -> None:
+        self.function = function
+        super().__init__(
+            "zart.%s() can only be called while a worker runs a workflow." % function
+        )
+
+
+class SerializationError(ZartError):
+    """A value that must be stored is not JSON-serializable (see the README's list)."""
+
+    def __init__(self, what: str, detail: str) -> None:
+        self.what = what
+        self.detail = detail
+        super().__init__("Cannot store %s: %s" % (what, detail))
+
+
+class PayloadTooLarge(SerializationError):
+    """A value is larger than ``ZART["MAX_PAYLOAD_BYTES"]`` once encoded."""
+
+    def __init__(self, what: str, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            what,
+            '%d bytes encoded, more than ZART["MAX_PAYLOAD_BYTES"] = %d. Store large data '
+            "elsewhere and pass a reference." % (size, limit),
+        )
+
+
+class StepFailed(ZartError):
+    """A step failed on its last allowed attempt; raised inside the workflow."""
+
+    def __init__(self, step: str, attempts: int, error: dict[str, Any]) -> None:
+        self.step = step
+        self.attempts = attempts
+        self.error = error
+        super().__init__(
+            "Step %r failed after %d attempt%s: %s: %s"
+            % (
+                step,
+                attempts,
+                "" if attempts == 1 else "s",
+                error.get("type", "?"),
+                error.get("message", ""),
+            )
+        )
+
+
+class NonDeterminismError(ZartError):
+    """A replay reached a recorded position with another durable call than was recorded."""
+
+    def __init__(self, execution_id: str, position: int, recorded: str, reached: str) -> None:
+        self.execution_id = execution_id
+        self.position = position
+        self.recorded = recorded
+        self.reached = reached
+        super().__init__(
+            "Execution %r is not deterministic: at position %d the history records %s but "
+            "the code now calls %s. Keep durable calls in the same order, or give changed "
+            "steps new names." % (execution_id, position, recorded, reached)
+        )
+
+
+class ExecutionTimedOut(ZartError):
+    """The execution ran past the deadline set by its workflow's ``timeout``."""
+
+    def __init__(self, execution_id: str, timeout: float) -> None:
+        self.execution_id = execution_id
+        self.timeout = timeout
+        super().__init__(
+            "Execution %r exceeded its workflow timeout of %ss." % (execution_id, timeout)
+        )
+
+
+class WorkerCrashLoop(ZartError):
+    """The execution's workers died too many times while running it."""
+
+    def __init__(self, execution_id: str, recoveries: int) -> None:
+        self.execution_id = execution_id
+        self.recoveries = recoveries
+        super().__init__(
+            "Execution %r was taken over from a dead worker %d times; it is failed instead "
+            'of crash-looping (ZART["MAX_RECOVERIES"]).' % (execution_id, recoveries)
+        )

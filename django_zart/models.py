@@ -1,0 +1,243 @@
+"""The tables of django-zart and their QuerySets.
+
+Every state change goes through ``django_zart.client`` or ``django_zart.db``; nothing
+else writes ``status``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from django.db import models
+from django.db.models.functions import Now
+from django.utils.translation import gettext_lazy as _
+
+from .states import (
+    TERMINAL,
+    AttemptStatus,
+    ExecutionStatus,
+    RunReason,
+    RunStatus,
+    StepKind,
+    StepStatus,
+    TaskKind,
+)
+
+
+class ExecutionQuerySet(models.QuerySet["Execution"]):
+    def finished(self) -> ExecutionQuerySet:
+        return self.filter(status__in=TERMINAL)
+
+    def unfinished(self) -> ExecutionQuerySet:
+        return self.exclude(status__in=TERMINAL)
+
+    def for_workflow(self, name: str) -> ExecutionQuerySet:
+        return self.filter(workflow=name)
+
+
+class Execution(models.Model):
+    id = models.CharField(_("execution id"), primary_key=True, max_length=255)
+    workflow = models.CharField(_("workflow"), max_length=255, db_index=True)
+    queue = models.CharField(_("queue"), max_length=100, default="default")
+    status = models.CharField(
+        _("status"),
+        max_length=16,
+        choices=ExecutionStatus.choices,
+        default=ExecutionStatus.PENDING,
+        db_index=True,
+    )
+    input = models.JSONField(_("input"), null=True, blank=True)
+    output = models.JSONField(_("output"), null=True, blank=True)
+    error = models.JSONField(_("error"), null=True, blank=True)
+    run_index = models.PositiveIntegerField(_("current run"), default=1)
+    replay_base = models.PositiveIntegerField(
+        _("replay base"),
+        default=1,
+        help_text=_("Completed steps of runs from this index on are replayed."),
+    )
+    deadline_at = models.DateTimeField(_("deadline"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), db_default=Now(), db_index=True)
+    started_at = models.DateTimeField(_("started"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    updated_at = models.DateTimeField(_("updated"), db_default=Now())
+
+    objects = ExecutionQuerySet.as_manager()
+
+    if TYPE_CHECKING:
+        runs: models.Manager[Run]
+        steps: models.Manager[Step]
+
+    class Meta:
+        db_table = "zart_executions"
+        verbose_name = _("execution")
+        verbose_name_plural = _("executions")
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return "%s (%s, %s)" % (self.id, self.workflow, self.status)
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in TERMINAL
+
+
+class Run(models.Model):
+    execution = models.ForeignKey(
+        Execution, on_delete=models.CASCADE, related_name="runs", verbose_name=_("execution")
+    )
+    index = models.PositiveIntegerField(_("index"))
+    reason = models.CharField(
+        _("reason"), max_length=16, choices=RunReason.choices, default=RunReason.INITIAL
+    )
+    status = models.CharField(
+        _("status"), max_length=16, choices=RunStatus.choices, default=RunStatus.RUNNING
+    )
+    error = models.JSONField(_("error"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), db_default=Now())
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+
+    class Meta:
+        db_table = "zart_execution_runs"
+        verbose_name = _("run")
+        verbose_name_plural = _("runs")
+        ordering = ["execution", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["execution", "index"], name="zart_run_unique_index")
+        ]
+
+    def __str__(self) -> str:
+        return "%s run %d" % (self.execution_id, self.index)
+
+
+class Step(models.Model):
+    run = models.ForeignKey(
+        Run, on_delete=models.CASCADE, related_name="steps", verbose_name=_("run")
+    )
+    execution = models.ForeignKey(
+        Execution, on_delete=models.CASCADE, related_name="steps", verbose_name=_("execution")
+    )
+    run_index = models.PositiveIntegerField(_("run index"))
+    sequence = models.PositiveIntegerField(_("sequence"))
+    position = models.CharField(_("position key"), max_length=300)
+    name = models.CharField(_("name"), max_length=255)
+    kind = models.CharField(_("kind"), max_length=16, choices=StepKind.choices)
+    status = models.CharField(_("status"), max_length=16, choices=StepStatus.choices)
+    result = models.JSONField(_("result"), null=True, blank=True)
+    error = models.JSONField(_("error"), null=True, blank=True)
+    attempts = models.PositiveIntegerField(_("attempts"), default=1)
+    wake_at = models.DateTimeField(_("wake at"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created"))
+    updated_at = models.DateTimeField(_("updated"))
+
+    if TYPE_CHECKING:
+        attempt_set: models.Manager[StepAttempt]
+
+    class Meta:
+        db_table = "zart_steps"
+        verbose_name = _("step")
+        verbose_name_plural = _("steps")
+        ordering = ["execution", "run_index", "sequence"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "position"], name="zart_step_unique_position")
+        ]
+        indexes = [models.Index(fields=["execution", "run_index"], name="zart_step_replay")]
+
+    def __str__(self) -> str:
+        return "%s: %s (%s)" % (self.execution_id, self.position, self.status)
+
+
+class StepAttempt(models.Model):
+    """One attempt of a step that needed more than one; a first-try success has none."""
+
+    step = models.ForeignKey(
+        Step, on_delete=models.CASCADE, related_name="attempt_set", verbose_name=_("step")
+    )
+    number = models.PositiveIntegerField(_("number"))
+    status = models.CharField(_("status"), max_length=16, choices=AttemptStatus.choices)
+    error = models.JSONField(_("error"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"))
+
+    class Meta:
+        db_table = "zart_step_attempts"
+        verbose_name = _("step attempt")
+        verbose_name_plural = _("step attempts")
+        ordering = ["step", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["step", "number"], name="zart_attempt_unique_number")
+        ]
+
+    def __str__(self) -> str:
+        return "%s attempt %d (%s)" % (self.step, self.number, self.status)
+
+
+class TaskQuerySet(models.QuerySet["Task"]):
+    def claimable(self, *, queues: list[str]) -> TaskQuerySet:
+        """Due work that nobody holds, or whose holder's lease ran out (DB clock)."""
+        return (
+            self.filter(queue__in=queues, run_after__lte=Now())
+            .filter(models.Q(held_by__isnull=True) | models.Q(lease_until__lt=Now()))
+            .order_by("priority", "run_after")
+        )
+
+    def held(self) -> TaskQuerySet:
+        return self.filter(held_by__isnull=False)
+
+
+class Task(models.Model):
+    """A unit of work a worker can claim; deleted once its execution finishes."""
+
+    execution = models.ForeignKey(
+        Execution, on_delete=models.CASCADE, related_name="tasks", verbose_name=_("execution")
+    )
+    kind = models.CharField(
+        _("kind"), max_length=16, choices=TaskKind.choices, default=TaskKind.BODY
+    )
+    queue = models.CharField(_("queue"), max_length=100, default="default")
+    priority = models.IntegerField(_("priority"), default=0)
+    run_after = models.DateTimeField(_("run after"), null=True, blank=True, db_default=Now())
+    held_by = models.UUIDField(_("claim token"), null=True, blank=True)
+    lease_until = models.DateTimeField(_("lease until"), null=True, blank=True)
+    claimed_at = models.DateTimeField(_("claimed"), null=True, blank=True)
+    recoveries = models.PositiveIntegerField(
+        _("recoveries"),
+        default=0,
+        help_text=_("How often it was taken over from a worker whose lease expired."),
+    )
+    created_at = models.DateTimeField(_("created"), db_default=Now())
+
+    objects = TaskQuerySet.as_manager()
+
+    class Meta:
+        db_table = "zart_tasks"
+        verbose_name = _("task")
+        verbose_name_plural = _("tasks")
+        ordering = ["priority", "run_after"]
+        indexes = [
+            models.Index(
+                fields=["queue", "priority", "run_after"],
+                condition=models.Q(run_after__isnull=False),
+                name="zart_task_due",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return "%s task of %s" % (self.kind, self.execution_id)
+
+
+class Worker(models.Model):
+    id = models.CharField(_("worker id"), primary_key=True, max_length=100)
+    hostname = models.CharField(_("hostname"), max_length=255)
+    pid = models.PositiveIntegerField(_("pid"))
+    queues = models.JSONField(_("queues"), default=list)
+    concurrency = models.PositiveIntegerField(_("concurrency"))
+    started_at = models.DateTimeField(_("started"), db_default=Now())
+    heartbeat_at = models.DateTimeField(_("last heartbeat"), db_default=Now())
+
+    class Meta:
+        db_table = "zart_workers"
+        verbose_name = _("worker")
+        verbose_name_plural = _("workers")
+        ordering = ["started_at"]
+
+    def __str__(self) -> str:
+        return self.id

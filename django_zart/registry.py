@@ -1,0 +1,79 @@
+"""Registered workflows, looked up by name by the client and the worker alike."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from django.utils.module_loading import autodiscover_modules
+
+from .errors import UnknownWorkflow, ZartError
+
+
+class Workflow:
+    """A registered workflow; calling it outside a worker calls the plain function."""
+
+    def __init__(
+        self,
+        fn: Callable[[Any], Any],
+        *,
+        name: str,
+        timeout: float | None,
+        max_retries: int,
+        queue: str,
+    ) -> None:
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise ValueError("max_retries must be an int >= 0, not %r." % (max_retries,))
+        self.fn = fn
+        self.name = name
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.queue = queue
+        self.is_async = asyncio.iscoroutinefunction(fn)
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, input: Any = None) -> Any:
+        return self.fn(input)
+
+    def __repr__(self) -> str:
+        return "<Workflow %s>" % self.name
+
+
+_workflows: dict[str, Workflow] = {}
+
+
+def register(workflow: Workflow) -> None:
+    existing = _workflows.get(workflow.name)
+    if existing is not None and _origin(existing.fn) != _origin(workflow.fn):
+        raise ZartError(
+            "Workflow name %r is used by both %s and %s; workflow names must be unique."
+            % (workflow.name, _origin(existing.fn), _origin(workflow.fn))
+        )
+    _workflows[workflow.name] = workflow
+
+
+def _origin(fn: Callable[..., Any]) -> str:
+    return "%s.%s" % (fn.__module__, fn.__qualname__)
+
+
+def get_workflow(name: str | Workflow) -> Workflow:
+    if isinstance(name, Workflow):
+        return name
+    try:
+        return _workflows[name]
+    except KeyError:
+        raise UnknownWorkflow(name) from None
+
+
+def workflow_names() -> list[str]:
+    return sorted(_workflows)
+
+
+def autodiscover(extra_modules: tuple[str, ...] = ()) -> None:
+    """Import ``workflows`` of every installed app, then the configured extra modules."""
+    autodiscover_modules("workflows")
+    for module in extra_modules:
+        importlib.import_module(module)

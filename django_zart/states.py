@@ -1,0 +1,89 @@
+"""Statuses of executions, runs, steps and attempts, and the allowed transitions.
+
+Kept free of model imports so the public API can export the enums.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils.translation import pgettext_lazy
+
+
+class ExecutionStatus(models.TextChoices):
+    PENDING = "PENDING", pgettext_lazy("Execution", "Pending")
+    """Started, not yet claimed by a worker."""
+    RUNNING = "RUNNING", pgettext_lazy("Execution", "Running")
+    """A worker holds it and runs its body."""
+    SUSPENDED = "SUSPENDED", pgettext_lazy("Execution", "Suspended")
+    """Waiting for a due time (a retry delay, a sleep); no worker holds it."""
+    COMPLETED = "COMPLETED", pgettext_lazy("Execution", "Completed")
+    """The workflow returned; ``output`` holds its result."""
+    FAILED = "FAILED", pgettext_lazy("Execution", "Failed")
+    """The workflow raised after its retries; ``error`` holds why."""
+    CANCELLED = "CANCELLED", pgettext_lazy("Execution", "Cancelled")
+    """Stopped on request before it finished."""
+
+
+TERMINAL = frozenset(
+    {ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED}
+)
+
+TRANSITIONS: dict[str, frozenset[str]] = {
+    ExecutionStatus.PENDING: frozenset(
+        {ExecutionStatus.RUNNING, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED}
+    ),
+    ExecutionStatus.RUNNING: frozenset(
+        {
+            ExecutionStatus.RUNNING,
+            ExecutionStatus.SUSPENDED,
+            ExecutionStatus.PENDING,
+            ExecutionStatus.COMPLETED,
+            ExecutionStatus.FAILED,
+            ExecutionStatus.CANCELLED,
+        }
+    ),
+    ExecutionStatus.SUSPENDED: frozenset(
+        {ExecutionStatus.RUNNING, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED}
+    ),
+    ExecutionStatus.COMPLETED: frozenset(),
+    ExecutionStatus.FAILED: frozenset(),
+    ExecutionStatus.CANCELLED: frozenset(),
+}
+"""Which status may follow which; the store's writes only ever follow these edges."""
+
+
+class RunStatus(models.TextChoices):
+    RUNNING = "RUNNING", pgettext_lazy("Run", "Running")
+    """The current run of its execution."""
+    COMPLETED = "COMPLETED", pgettext_lazy("Run", "Completed")
+    FAILED = "FAILED", pgettext_lazy("Run", "Failed")
+    CANCELLED = "CANCELLED", pgettext_lazy("Run", "Cancelled")
+
+
+class RunReason(models.TextChoices):
+    INITIAL = "INITIAL", pgettext_lazy("Run", "Initial")
+    """The first run, created by ``start``."""
+    RETRY = "RETRY", pgettext_lazy("Run", "Workflow retry")
+    """A rerun after the body raised, under the workflow's ``max_retries``."""
+
+
+class StepKind(models.TextChoices):
+    STEP = "STEP", pgettext_lazy("Step", "Step")
+
+
+class StepStatus(models.TextChoices):
+    COMPLETED = "COMPLETED", pgettext_lazy("Step", "Completed")
+    """Its result is checkpointed and replayed; it never runs again."""
+    FAILED = "FAILED", pgettext_lazy("Step", "Failed")
+    """Its last allowed attempt failed; the failure is replayed."""
+    RETRYING = "RETRYING", pgettext_lazy("Step", "Retrying")
+    """An attempt failed; the next one is due at ``wake_at``."""
+
+
+class AttemptStatus(models.TextChoices):
+    SUCCEEDED = "SUCCEEDED", pgettext_lazy("Attempt", "Succeeded")
+    FAILED = "FAILED", pgettext_lazy("Attempt", "Failed")
+
+
+class TaskKind(models.TextChoices):
+    BODY = "BODY", pgettext_lazy("Task", "Workflow body")

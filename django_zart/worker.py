@@ -1,0 +1,196 @@
+"""The worker: claim due work, run it on a fixed set of threads, keep leases alive.
+
+The main thread claims only as many tasks as it has idle threads, so nothing claimed ever
+waits in a local queue while its lease runs. Each thread keeps its own database
+connection for the life of the worker. A heartbeat thread extends the leases of running
+work in one statement per interval; a worker killed with SIGKILL stops heartbeating, and
+its work is taken over once the leases expire.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue as queue_module
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from django.db import close_old_connections, connection
+
+from . import engine
+from .conf import get_settings
+from .db import Claim, get_store
+from .models import Worker as WorkerRow
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerOptions:
+    queues: list[str]
+    concurrency: int
+    max_tasks_per_poll: int
+    poll_interval: float
+    orphan_timeout: float
+    shutdown_timeout: float
+    burst: bool = False
+    worker_id: str = field(
+        default_factory=lambda: "%s-%d-%s" % (socket.gethostname(), os.getpid(),
+                                              uuid.uuid4().hex[:6])
+    )
+
+    @classmethod
+    def from_settings(cls, **overrides: object) -> WorkerOptions:
+        settings = get_settings()
+        values: dict[str, object] = {
+            "queues": list(settings.queues),
+            "concurrency": settings.max_concurrent_tasks,
+            "max_tasks_per_poll": settings.max_tasks_per_poll,
+            "poll_interval": settings.poll_interval,
+            "orphan_timeout": settings.orphan_timeout,
+            "shutdown_timeout": settings.shutdown_timeout,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+
+class Worker:
+    def __init__(self, options: WorkerOptions) -> None:
+        self.options = options
+        self.store = get_store()
+        self.processed = 0
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._running: dict[int, Claim] = {}
+        self._inbox: queue_module.SimpleQueue[Claim | None] = queue_module.SimpleQueue()
+        self._last_poll_full = False
+
+    def request_stop(self) -> None:
+        """Stop claiming; running work gets ``shutdown_timeout`` to finish."""
+        self._stop.set()
+        self._wake.set()
+
+    def run(self) -> int:
+        """Work until stopped (or, in burst mode, until nothing is due); return the count."""
+        opts = self.options
+        logger.info(
+            "Worker starting id=%s queues=%s concurrency=%d poll_interval=%.3fs",
+            opts.worker_id, ",".join(opts.queues), opts.concurrency, opts.poll_interval,
+        )
+        self.store.register_worker(
+            WorkerRow(
+                id=opts.worker_id,
+                hostname=socket.gethostname(),
+                pid=os.getpid(),
+                queues=opts.queues,
+                concurrency=opts.concurrency,
+            )
+        )
+        threads = [
+            threading.Thread(target=self._work, name="zart-%d" % i, daemon=True)
+            for i in range(opts.concurrency)
+        ]
+        threads.append(threading.Thread(target=self._heartbeat, name="zart-hb", daemon=True))
+        for thread in threads:
+            thread.start()
+        try:
+            self._loop()
+        finally:
+            self._shutdown()
+        logger.info("Worker stopped id=%s processed=%d", opts.worker_id, self.processed)
+        return self.processed
+
+    def _loop(self) -> None:
+        opts = self.options
+        while not self._stop.is_set():
+            close_old_connections()
+            with self._lock:
+                idle = opts.concurrency - len(self._running)
+            if idle <= 0:
+                self._wake.wait(opts.poll_interval)
+                self._wake.clear()
+                continue
+            limit = min(idle, opts.max_tasks_per_poll)
+            try:
+                claims = self.store.claim(
+                    queues=opts.queues, limit=limit, lease=opts.orphan_timeout
+                )
+            except Exception:
+                logger.exception("Claim failed; retrying after the poll interval")
+                connection.close()
+                claims = []
+            self._last_poll_full = len(claims) == limit
+            with self._lock:
+                for claim in claims:
+                    self._running[claim.task_id] = claim
+            for claim in claims:
+                self._inbox.put(claim)
+            if self._last_poll_full:
+                continue
+            if opts.burst and not claims:
+                with self._lock:
+                    busy = bool(self._running)
+                if not busy:
+                    break
+            self._wake.wait(opts.poll_interval)
+            self._wake.clear()
+
+    def _work(self) -> None:
+        while True:
+            claim = self._inbox.get()
+            if claim is None:
+                return
+            try:
+                engine.execute(claim, self.store)
+            except Exception:
+                logger.exception(
+                    "Worker error execution=%s workflow=%s; the lease will expire and "
+                    "another worker will take it over",
+                    claim.execution_id, claim.workflow,
+                )
+                connection.close()
+            finally:
+                with self._lock:
+                    self._running.pop(claim.task_id, None)
+                    self.processed += 1
+                if self._last_poll_full or self.options.burst:
+                    self._wake.set()
+
+    def _heartbeat(self) -> None:
+        interval = max(self.options.orphan_timeout / 3, 0.05)
+        while not self._stop.wait(interval):
+            with self._lock:
+                tokens = list({c.token for c in self._running.values()})
+            try:
+                self.store.heartbeat(self.options.worker_id, tokens, self.options.orphan_timeout)
+            except Exception:
+                logger.exception("Heartbeat failed")
+                connection.close()
+
+    def _shutdown(self) -> None:
+        deadline = time.monotonic() + self.options.shutdown_timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._running:
+                    break
+            time.sleep(0.01)
+        with self._lock:
+            left = list(self._running.values())
+        if left:
+            released = self.store.release(
+                list({c.token for c in left}), [c.task_id for c in left]
+            )
+            logger.warning(
+                "Worker released %d unfinished execution(s) after the shutdown timeout: %s",
+                released, ", ".join(c.execution_id for c in left),
+            )
+        for _ in range(self.options.concurrency):
+            self._inbox.put(None)
+        try:
+            self.store.unregister_worker(self.options.worker_id)
+        finally:
+            connection.close()

@@ -1,0 +1,70 @@
+"""Test settings: PostgreSQL from DATABASE_URL, or SQLite when it says sqlite.
+
+Worker processes started by the tests use these settings too, with
+``ZART_TEST_DATABASE_NAME`` pointing them at the test database.
+"""
+
+import os
+from pathlib import Path
+
+import environ
+
+env = environ.Env()
+BASE_DIR = Path(__file__).resolve().parent
+
+SECRET_KEY = "tests"
+USE_TZ = True
+TIME_ZONE = "UTC"
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django_zart",
+    "tests",
+]
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+ROOT_URLCONF = "tests.urls"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+DATABASES = {
+    "default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/zart")
+}
+_default = DATABASES["default"]
+if _default["ENGINE"] == "django.db.backends.sqlite3":
+    _default["NAME"] = str(BASE_DIR.parent / ".test-db.sqlite3")
+    _default["TEST"] = {"NAME": str(BASE_DIR.parent / ".test-db-test.sqlite3")}
+    _default["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+if os.environ.get("ZART_TEST_DATABASE_NAME"):
+    _default["NAME"] = os.environ["ZART_TEST_DATABASE_NAME"]
+
+ZART = {"POLL_INTERVAL": 0.05, "ORPHAN_TIMEOUT": 30}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(process)d %(levelname)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {"django_zart": {"handlers": ["console"], "level": "WARNING"}},
+}

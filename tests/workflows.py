@@ -1,0 +1,166 @@
+"""Workflows the tests run, in a real worker (thread or process)."""
+
+import os
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+from uuid import UUID
+
+import django_zart as zart
+
+from .models import Flag, SideEffect
+
+
+def mark(step: str) -> None:
+    SideEffect.objects.create(execution_id=zart.context().execution_id, step=step, pid=os.getpid())
+
+
+def count(step: str) -> int:
+    return SideEffect.objects.filter(execution_id=zart.context().execution_id, step=step).count()
+
+
+@zart.step("add")
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@zart.workflow("arith")
+def arith(data: dict) -> dict:
+    x = add(data["a"], data["b"])
+    y = add(x, 10)
+    z = add(y, 100)
+    return {"sum": z}
+
+
+@zart.step("record")
+def record(name: str) -> str:
+    mark(name)
+    if name == "step-3" and count(name) == 1:
+        # First time only: hold the worker here so the test can SIGKILL it mid-step.
+        time.sleep(60)
+    return name.upper()
+
+
+@zart.workflow("five-steps")
+def five_steps(data: dict) -> list:
+    return [record("step-%d" % i) for i in range(1, 6)]
+
+
+@zart.step("flaky", retry=zart.Retry.fixed(3, "1s"))
+def flaky(failures: int) -> str:
+    mark("flaky")
+    if count("flaky") <= failures:
+        raise RuntimeError("attempt %d failed" % count("flaky"))
+    return "ok after %d" % count("flaky")
+
+
+@zart.workflow("flaky-wf")
+def flaky_wf(data: dict) -> str:
+    return flaky(data["failures"])
+
+
+@zart.step("types")
+def types_step() -> dict:
+    return {
+        "when": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        "amount": Decimal("12.50"),
+        "id": UUID("12345678-1234-5678-1234-567812345678"),
+        "pair": (1, 2),
+    }
+
+
+@zart.workflow("types-wf")
+def types_wf(data: None) -> dict:
+    value = types_step()
+    assert isinstance(value["when"], datetime) and isinstance(value["amount"], Decimal)
+    return value
+
+
+@zart.step("bad-result")
+def bad_result() -> object:
+    return object()
+
+
+@zart.workflow("bad-result-wf")
+def bad_result_wf(data: None) -> None:
+    bad_result()
+
+
+@zart.step("a")
+def step_a() -> str:
+    return "a"
+
+
+@zart.step("b")
+def step_b() -> str:
+    return "b"
+
+
+@zart.step("wait-once", retry=zart.Retry.fixed(1, "300ms"))
+def wait_once() -> str:
+    mark("wait-once")
+    if count("wait-once") == 1:
+        raise RuntimeError("first attempt fails, so the body is replayed later")
+    return "done"
+
+
+@zart.workflow("changing")
+def changing(data: None) -> str:
+    """Calls step 'a' or 'b' first, as the flag says: the replay sees the other one."""
+    first = step_a() if Flag.objects.get(name="first").value == "a" else step_b()
+    return first + wait_once()
+
+
+@zart.workflow("body-retry", max_retries=2)
+def body_retry(data: None) -> str:
+    value = step_a()
+    mark("body")
+    if count("body") < 3:
+        raise ValueError("body fails on runs 1 and 2")
+    return value + str(zart.context().run)
+
+
+@zart.workflow("slow", timeout="1s")
+def slow(data: None) -> str:
+    step_a()
+    time.sleep(1.2)
+    return step_b()
+
+
+@zart.step("async-double")
+async def async_double(x: int) -> int:
+    return x * 2
+
+
+@zart.workflow("async-wf")
+async def async_wf(data: dict) -> int:
+    x = await async_double(data["x"])
+    return await async_double(x)
+
+
+@zart.workflow("context-wf")
+def context_wf(data: None) -> dict:
+    info = zart.context()
+    return {"id": info.execution_id, "workflow": info.workflow, "run": info.run}
+
+
+@zart.step("three")
+def three(i: int) -> int:
+    return i
+
+
+@zart.workflow("three-steps")
+def three_steps(data: dict) -> int:
+    n = data["n"]
+    return three(n) + three(n + 1) + three(n + 2)
+
+
+@zart.step("sleepy")
+def sleepy(seconds: float) -> str:
+    time.sleep(seconds)
+    return "slept"
+
+
+@zart.workflow("sleepy-wf")
+def sleepy_wf(data: dict) -> str:
+    return sleepy(data["seconds"])
