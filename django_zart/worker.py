@@ -64,6 +64,7 @@ class Worker:
         self.processed = 0
         self._stop = threading.Event()
         self._wake = threading.Event()
+        self._drained = threading.Event()  # stops the heartbeat once nothing runs
         self._lock = threading.Lock()
         self._running: dict[int, Claim] = {}
         self._inbox: queue_module.SimpleQueue[Claim | None] = queue_module.SimpleQueue()
@@ -100,7 +101,7 @@ class Worker:
         try:
             self._loop()
         finally:
-            self._shutdown()
+            self._shutdown(threads)
         logger.info("Worker stopped id=%s processed=%d", opts.worker_id, self.processed)
         return self.processed
 
@@ -143,6 +144,7 @@ class Worker:
         while True:
             claim = self._inbox.get()
             if claim is None:
+                connection.close()
                 return
             try:
                 engine.execute(claim, self.store)
@@ -162,7 +164,7 @@ class Worker:
 
     def _heartbeat(self) -> None:
         interval = max(self.options.orphan_timeout / 3, 0.05)
-        while not self._stop.wait(interval):
+        while not self._drained.wait(interval):
             with self._lock:
                 tokens = list({c.token for c in self._running.values()})
             try:
@@ -170,8 +172,10 @@ class Worker:
             except Exception:
                 logger.exception("Heartbeat failed")
                 connection.close()
+        connection.close()
 
-    def _shutdown(self) -> None:
+    def _shutdown(self, threads: list[threading.Thread]) -> None:
+        self._stop.set()
         deadline = time.monotonic() + self.options.shutdown_timeout
         while time.monotonic() < deadline:
             with self._lock:
@@ -180,6 +184,7 @@ class Worker:
             time.sleep(0.01)
         with self._lock:
             left = list(self._running.values())
+        self._drained.set()
         if left:
             released = self.store.release(
                 list({c.token for c in left}), [c.task_id for c in left]
@@ -190,7 +195,6 @@ class Worker:
             )
         for _ in range(self.options.concurrency):
             self._inbox.put(None)
-        try:
-            self.store.unregister_worker(self.options.worker_id)
-        finally:
-            connection.close()
+        for thread in threads:  # idle threads close their connections and exit
+            thread.join(timeout=0 if left else 1)
+        self.store.unregister_worker(self.options.worker_id)
