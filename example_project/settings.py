@@ -10,6 +10,7 @@ env = environ.Env()
 SECRET_KEY = env("SECRET_KEY", default="example-project-not-secret")
 DEBUG = env.bool("DEBUG", default=True)
 ALLOWED_HOSTS = ["*"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 TIME_ZONE = "UTC"
 

@@ -2,6 +2,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -67,11 +68,14 @@ class WorkerProcess:
         env = dict(os.environ)
         env["ZART_TEST_DATABASE_NAME"] = connection.settings_dict["NAME"]
         env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+        # A file, not a pipe: a worker logging one line per step would fill a pipe
+        # nobody reads and block.
+        self.log = tempfile.TemporaryFile("w+")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "django", "runzartworker", *args],
             cwd=ROOT,
             env=env,
-            stdout=subprocess.PIPE,
+            stdout=self.log,
             stderr=subprocess.STDOUT,
             text=True,
         )
@@ -89,8 +93,8 @@ class WorkerProcess:
         return self.process.wait(timeout)
 
     def output(self) -> str:
-        out, _ = self.process.communicate(timeout=10)
-        return out
+        self.log.seek(0)
+        return self.log.read()
 
 
 @pytest.fixture

@@ -161,3 +161,44 @@ class TestRetries:
         assert step.status == "FAILED"
         assert StepAttempt.objects.filter(step=step, status="FAILED").count() == 4
         assert SideEffect.objects.filter(execution_id="f5").count() == 4
+
+
+def test_work_that_keeps_killing_its_worker_fails_after_max_recoveries() -> None:
+    import time
+
+    from django.test import override_settings
+
+    from django_zart import engine
+    from django_zart.db import get_store
+
+    zart.start("arith", {"a": 1, "b": 2}, execution_id="loop")
+    store = get_store()
+    with override_settings(ZART={"MAX_RECOVERIES": 2}):
+        for expected in (0, 1):
+            (claim,) = store.claim(queues=["default"], limit=1, lease=0.05)
+            assert claim.recoveries == expected
+            time.sleep(0.15)  # the worker "dies" holding it; its lease runs out
+        (claim,) = store.claim(queues=["default"], limit=1, lease=30)
+        assert claim.recoveries == 2
+        assert engine.execute(claim, store) == "failed"
+    with pytest.raises(zart.ExecutionFailed) as info:
+        zart.wait_completion("loop", 1)
+    assert info.value.error["type"] == "django_zart.errors.WorkerCrashLoop"
+    assert "2 times" in info.value.error["message"]
+
+
+def test_stale_claim_cannot_write_after_takeover() -> None:
+    import time
+
+    from django_zart import engine
+    from django_zart.db import get_store
+
+    zart.start("arith", {"a": 1, "b": 2}, execution_id="stale")
+    store = get_store()
+    (stale,) = store.claim(queues=["default"], limit=1, lease=0.05)
+    time.sleep(0.15)
+    (fresh,) = store.claim(queues=["default"], limit=1, lease=30)
+    assert engine.execute(stale, store) == "lease-lost"
+    assert not Step.objects.filter(execution_id="stale").exists()
+    assert engine.execute(fresh, store) == "completed"
+    assert zart.wait_completion("stale", 1) == {"sum": 113}
