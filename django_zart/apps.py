@@ -10,11 +10,11 @@ class ZartConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.conf import settings
+
         from . import checks  # noqa: F401  (registers the system checks)
         from .conf import DEFAULTS, validate
         from .registry import autodiscover
-
-        from django.conf import settings
 
         raw = getattr(settings, "ZART", {})
         modules = raw.get("WORKFLOW_MODULES", DEFAULTS["WORKFLOW_MODULES"]) if not validate(

@@ -100,7 +100,7 @@ class Run(models.Model):
         db_table = "zart_execution_runs"
         verbose_name = _("run")
         verbose_name_plural = _("runs")
-        ordering = ["execution", "index"]
+        ordering = ["execution_id", "index"]
         constraints = [
             models.UniqueConstraint(fields=["execution", "index"], name="zart_run_unique_index")
         ]
@@ -136,7 +136,7 @@ class Step(models.Model):
         db_table = "zart_steps"
         verbose_name = _("step")
         verbose_name_plural = _("steps")
-        ordering = ["execution", "run_index", "sequence"]
+        ordering = ["execution_id", "run_index", "sequence"]
         constraints = [
             models.UniqueConstraint(fields=["run", "position"], name="zart_step_unique_position")
         ]
@@ -161,7 +161,7 @@ class StepAttempt(models.Model):
         db_table = "zart_step_attempts"
         verbose_name = _("step attempt")
         verbose_name_plural = _("step attempts")
-        ordering = ["step", "number"]
+        ordering = ["step_id", "number"]
         constraints = [
             models.UniqueConstraint(fields=["step", "number"], name="zart_attempt_unique_number")
         ]

@@ -60,6 +60,14 @@ class RunStatus(models.TextChoices):
     CANCELLED = "CANCELLED", pgettext_lazy("Run", "Cancelled")
 
 
+RUN_STATUS_FOR: dict[str, str] = {
+    ExecutionStatus.COMPLETED: RunStatus.COMPLETED,
+    ExecutionStatus.FAILED: RunStatus.FAILED,
+    ExecutionStatus.CANCELLED: RunStatus.CANCELLED,
+}
+"""The status the current run ends with when its execution finishes."""
+
+
 class RunReason(models.TextChoices):
     INITIAL = "INITIAL", pgettext_lazy("Run", "Initial")
     """The first run, created by ``start``."""

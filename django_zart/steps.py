@@ -169,7 +169,9 @@ def failed(ctx: ExecutionContext, step: Step, attempt: Attempt, exc: Exception) 
     wake_at = ctx.now() + timedelta(seconds=delay)
     point = _checkpoint(ctx, step, attempt, StepStatus.RETRYING, error=error, rows=rows)
     point.wake_at = wake_at
-    ctx.store.retry_later(ctx.claim, point)
+    # Recorded first, released by the engine when the Suspend unwinds the body: a crash
+    # in between leaves a RETRYING checkpoint that the next replay suspends on again.
+    ctx.store.record(ctx.claim, point)
     raise Suspend(wake_at) from None
 
 

@@ -6,6 +6,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -29,6 +30,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "postgres" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_stray_sessions(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """End sessions that threads of the async API left open, so the test database drops."""
+    yield
+    with django_db_blocker.unblock():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
 
 
 @pytest.fixture
@@ -70,7 +84,7 @@ class WorkerProcess:
         env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
         # A file, not a pipe: a worker logging one line per step would fill a pipe
         # nobody reads and block.
-        self.log = tempfile.TemporaryFile("w+")
+        self.log = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed by the fixture
         self.process = subprocess.Popen(
             [sys.executable, "-m", "django", "runzartworker", *args],
             cwd=ROOT,
@@ -110,3 +124,4 @@ def worker_process() -> Iterator[Callable[..., WorkerProcess]]:
     for proc in started:
         if proc.process.poll() is None:
             proc.kill()
+        proc.log.close()

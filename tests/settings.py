@@ -13,6 +13,7 @@ env = environ.Env()
 BASE_DIR = Path(__file__).resolve().parent
 
 SECRET_KEY = "tests"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 TIME_ZONE = "UTC"

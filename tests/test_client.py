@@ -4,7 +4,6 @@ import threading
 from collections.abc import Callable
 
 import pytest
-from asgiref.sync import sync_to_async
 from django.db import connection, transaction
 from django.test import override_settings
 
@@ -146,8 +145,6 @@ def test_async_twins(run_worker: Callable[..., int]) -> None:
         assert (await zart.astatus(execution_id)).status == "PENDING"
         await asyncio.get_running_loop().run_in_executor(None, _burst)
         output = await zart.await_completion(execution_id, 5)
-        if connection.vendor == "postgresql":  # lets the test database be dropped
-            await sync_to_async(connection.close)()
         return output
 
     def _burst() -> None:

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from ..context import LeaseLost, Record
 from ..models import Execution, Run, Step, StepAttempt, Task, Worker
-from ..states import ExecutionStatus, RunReason, RunStatus, StepStatus
+from ..states import RUN_STATUS_FOR, ExecutionStatus, RunReason, RunStatus, StepStatus
 from .types import Checkpoint, Claim
 
 
@@ -178,13 +178,6 @@ class Store:
             raise LeaseLost()
         return int(row[0])
 
-    def retry_later(self, claim: Claim, point: Checkpoint) -> None:
-        """Record a failed attempt and release the execution until the retry is due."""
-        assert point.wake_at is not None
-        with transaction.atomic():
-            self.record(claim, point)
-            self.suspend(claim, point.wake_at)
-
     # -- leaving the execution -------------------------------------------------------
 
     def suspend(self, claim: Claim, wake_at: datetime) -> None:
@@ -199,7 +192,7 @@ class Store:
     ) -> None:
         """Complete or fail the execution and drop its task, if this claim still holds it."""
         now = timezone.now()
-        run_status = RunStatus.COMPLETED if status == ExecutionStatus.COMPLETED else RunStatus.FAILED
+        run_status = RUN_STATUS_FOR[status]
         with transaction.atomic():
             deleted, _ = Task.objects.filter(pk=claim.task_id, held_by=claim.token).delete()
             if not deleted:

@@ -12,13 +12,15 @@ import json
 import uuid
 from datetime import datetime
 from functools import cache
+from typing import Any
 
 from django.db import connection, transaction
 
 from ..context import LeaseLost
 from ..models import Task
-from ..states import ExecutionStatus, RunStatus
-from .base import Claim, Store
+from ..states import RUN_STATUS_FOR
+from .base import Store
+from .types import Claim
 
 _CLAIM = """
 WITH claimed AS (
@@ -76,7 +78,7 @@ class PostgresStore(Store):
         token = uuid.uuid4()
         select_sql, select_params = _claimable_sql(tuple(queues), limit)
         with connection.cursor() as cursor:
-            cursor.execute(_CLAIM % select_sql, [token, lease, *select_params])
+            cursor.execute(_CLAIM % select_sql, (token, lease, *select_params))
             rows = cursor.fetchall()
         return [
             Claim(
@@ -105,7 +107,7 @@ class PostgresStore(Store):
     def finish(
         self, claim: Claim, *, status: str, output: str | None, error: str | None
     ) -> None:
-        run_status = RunStatus.COMPLETED if status == ExecutionStatus.COMPLETED else RunStatus.FAILED
+        run_status = RUN_STATUS_FOR[status]
         with connection.cursor() as cursor:
             cursor.execute(
                 _FINISH,
@@ -131,11 +133,11 @@ class PostgresStore(Store):
                 " WHERE id = ANY(%s) AND held_by = ANY(%s)",
                 [task_ids, tokens],
             )
-            return cursor.rowcount
+            return int(cursor.rowcount)
 
 
 @cache
-def _claimable_sql(queues: tuple[str, ...], limit: int) -> tuple[str, tuple[object, ...]]:
+def _claimable_sql(queues: tuple[str, ...], limit: int) -> tuple[str, tuple[Any, ...]]:
     """The ORM's ``SELECT ... FOR UPDATE SKIP LOCKED`` of claimable task ids."""
     queryset = (
         Task.objects.claimable(queues=list(queues))
