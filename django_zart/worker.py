@@ -18,7 +18,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from django.db import close_old_connections, connection
+from django.db import connection
 
 from . import engine
 from .conf import get_settings
@@ -108,7 +108,6 @@ class Worker:
     def _loop(self) -> None:
         opts = self.options
         while not self._stop.is_set():
-            close_old_connections()
             with self._lock:
                 idle = opts.concurrency - len(self._running)
             if idle <= 0:

@@ -1,3 +1,4 @@
+import pytest
 from django.core.management import call_command
 from django.test import override_settings
 
@@ -19,5 +20,6 @@ def test_bad_settings_are_reported() -> None:
     assert {m.id for m in check_settings()} == {"django_zart.E001"}
 
 
+@pytest.mark.django_db
 def test_check_command_runs_clean() -> None:
     call_command("check", "--fail-level", "ERROR")
