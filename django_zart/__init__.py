@@ -10,9 +10,11 @@ from typing import TYPE_CHECKING, Any
 from .context import WorkflowInfo, context
 from .decorators import step, workflow
 from .errors import (
+    EventTimeout,
     ExecutionAlreadyExists,
     ExecutionCancelled,
     ExecutionFailed,
+    ExecutionFinished,
     ExecutionNotFound,
     ExecutionTimedOut,
     NonDeterminismError,
@@ -27,6 +29,7 @@ from .errors import (
 )
 from .retry import Retry
 from .states import ExecutionStatus, RunStatus, StepStatus
+from .waits import capture, now, sleep, sleep_until, wait_for_event
 
 if TYPE_CHECKING:
     from .client import (
@@ -41,6 +44,7 @@ if TYPE_CHECKING:
         wait,
         wait_completion,
     )
+    from .events import asend_event, send_event
 
 __version__ = "0.1.0"
 
@@ -58,19 +62,28 @@ _CLIENT = {
 }
 
 
+_EVENTS = {"asend_event", "send_event"}
+
+
 def __getattr__(name: str) -> Any:
     # The client imports the models, which must wait until the app registry is ready.
     if name in _CLIENT:
         from . import client
 
         return getattr(client, name)
+    if name in _EVENTS:
+        from . import events
+
+        return getattr(events, name)
     raise AttributeError("module 'django_zart' has no attribute %r" % name)
 
 
 __all__ = [
+    "EventTimeout",
     "ExecutionAlreadyExists",
     "ExecutionCancelled",
     "ExecutionFailed",
+    "ExecutionFinished",
     "ExecutionNotFound",
     "ExecutionStatus",
     "ExecutionTimedOut",
@@ -87,17 +100,24 @@ __all__ = [
     "WorkerCrashLoop",
     "WorkflowInfo",
     "ZartError",
+    "asend_event",
     "astart",
     "astart_and_wait",
     "astatus",
     "await_completion",
     "await_execution",
+    "capture",
     "context",
+    "now",
+    "send_event",
+    "sleep",
+    "sleep_until",
     "start",
     "start_and_wait",
     "status",
     "step",
     "wait",
     "wait_completion",
+    "wait_for_event",
     "workflow",
 ]

@@ -18,6 +18,7 @@ from django.db.models.functions import Now
 
 from . import serialization
 from .conf import get_settings
+from .db import get_store
 from .durations import Duration, to_seconds
 from .errors import (
     ExecutionAlreadyExists,
@@ -65,6 +66,7 @@ def start(
             )
             Run.objects.create(execution_id=execution_id, index=1)
             Task.objects.create(execution_id=execution_id, queue=queue)
+            get_store().notify(queue)
     except IntegrityError:
         existing = Execution.objects.filter(pk=execution_id).values_list("status", flat=True)
         status = existing.first()

@@ -7,12 +7,14 @@ the current execution here. The control-flow exceptions below derive from
 
 from __future__ import annotations
 
+import json
 import time
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from .db.types import Checkpoint
 from .errors import NonDeterminismError, NotInWorkflow, ZartError
 
 if TYPE_CHECKING:
@@ -21,9 +23,9 @@ if TYPE_CHECKING:
 
 
 class Suspend(BaseException):
-    """The body cannot go on before ``wake_at``; the worker releases the execution."""
+    """The body cannot go on before ``wake_at`` (``None``: before an event arrives)."""
 
-    def __init__(self, wake_at: datetime) -> None:
+    def __init__(self, wake_at: datetime | None) -> None:
         self.wake_at = wake_at
 
 
@@ -116,6 +118,70 @@ class ExecutionContext:
         self.records[record.sequence] = record
         self.by_position[record.position] = record
 
+    def write(self, point: Checkpoint, value: Any = None) -> Record:
+        """Commit one checkpoint (fenced by the claim) and remember it for this replay.
+
+        ``value`` is the encoded result, kept so the in-memory record needs no parsing.
+        """
+        step_id = self.store.record(self.claim, point)
+        return self.remember_point(step_id, point, value)
+
+    def remember_point(self, step_id: int, point: Checkpoint, value: Any = None) -> Record:
+        record = Record(
+            step_id=step_id,
+            sequence=point.sequence,
+            position=point.position,
+            name=point.name,
+            kind=point.kind,
+            status=point.status,
+            result=value,
+            error=None if point.error is None else json.loads(point.error),
+            attempts=point.attempts,
+            wake_at=point.wake_at,
+        )
+        self.remember(record)
+        return record
+
+    def claim_event(self, sequence: int, position: str, name: str) -> Any | None:
+        """Consume the oldest waiting event ``name`` into a checkpoint; its payload or None."""
+        from .states import StepKind, StepStatus
+
+        point = self.checkpoint(sequence, position, name, StepKind.EVENT, StepStatus.COMPLETED)
+        taken = self.store.consume_event(self.claim, point, name)
+        if taken is None:
+            return None
+        step_id, payload = taken
+        self.remember_point(step_id, point, payload)
+        return payload
+
+    def checkpoint(
+        self,
+        sequence: int,
+        position: str,
+        name: str,
+        kind: str,
+        status: str,
+        *,
+        result: str | None = None,
+        error: str | None = None,
+        attempts: int = 1,
+        wake_at: datetime | None = None,
+        rows: tuple[tuple[int, str, str | None], ...] = (),
+    ) -> Checkpoint:
+        return Checkpoint(
+            sequence=sequence,
+            position=position,
+            name=name,
+            kind=kind,
+            status=status,
+            result=result,
+            error=error,
+            attempts=attempts,
+            wake_at=wake_at,
+            at=self.now(),
+            attempt_rows=rows,
+        )
+
     def check_deadline(self) -> None:
         from .errors import ExecutionTimedOut
 
@@ -131,6 +197,17 @@ def require(function: str) -> ExecutionContext:
     ctx = current.get()
     if ctx is None:
         raise NotInWorkflow(function)
+    return ctx
+
+
+def require_body(function: str) -> ExecutionContext:
+    """The context, for durable calls that only the workflow body may make."""
+    ctx = require(function)
+    if ctx.step is not None:
+        raise ZartError(
+            "zart.%s() was called inside step %r; call it from the workflow body, where it "
+            "is checkpointed." % (function, ctx.step)
+        )
     return ctx
 
 

@@ -67,11 +67,12 @@ def _execute(claim: Claim, store: Store) -> str:
     except Suspend as suspend:
         wake_at = suspend.wake_at
         if claim.deadline_at is not None:
-            wake_at = min(wake_at, claim.deadline_at)
+            wake_at = claim.deadline_at if wake_at is None else min(wake_at, claim.deadline_at)
         store.suspend(claim, wake_at)
         logger.info(
             "Execution suspended execution=%s workflow=%s until=%s",
-            claim.execution_id, claim.workflow, wake_at.isoformat(),
+            claim.execution_id, claim.workflow,
+            "an event" if wake_at is None else wake_at.isoformat(),
         )
         return "suspended"
     except Abort as abort:

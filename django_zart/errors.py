@@ -8,12 +8,14 @@
      ├── ExecutionNotFound
      ├── ExecutionFailed
      ├── ExecutionCancelled
+     ├── ExecutionFinished
      ├── WaitTimeout (also a TimeoutError)
      ├── NotInWorkflow
      ├── SerializationError
      │    └── PayloadTooLarge
      ├── StepFailed
      ├── NonDeterminismError
+     ├── EventTimeout (also a TimeoutError)
      ├── ExecutionTimedOut
      └── WorkerCrashLoop
 
@@ -82,6 +84,27 @@ class ExecutionCancelled(ZartError):
         self.execution_id = execution_id
         self.error = error or {}
         super().__init__("Execution %r was cancelled." % execution_id)
+
+
+class ExecutionFinished(ZartError):
+    """The execution has finished; it cannot take events any more."""
+
+    def __init__(self, execution_id: str, status: str) -> None:
+        self.execution_id = execution_id
+        self.status = status
+        super().__init__(
+            "Execution %r has finished (status %s); the event was not stored."
+            % (execution_id, status)
+        )
+
+
+class EventTimeout(ZartError, TimeoutError):
+    """``wait_for_event`` reached its timeout first; the workflow may catch it and go on."""
+
+    def __init__(self, name: str, timeout: float) -> None:
+        self.name = name
+        self.timeout = timeout
+        super().__init__("No event %r arrived within %ss." % (name, timeout))
 
 
 class WaitTimeout(ZartError, TimeoutError):

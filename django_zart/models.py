@@ -198,6 +198,11 @@ class Task(models.Model):
     held_by = models.UUIDField(_("claim token"), null=True, blank=True)
     lease_until = models.DateTimeField(_("lease until"), null=True, blank=True)
     claimed_at = models.DateTimeField(_("claimed"), null=True, blank=True)
+    wake_pending = models.BooleanField(
+        _("wake pending"),
+        default=False,
+        help_text=_("An event arrived while a worker held it: due again as soon as released."),
+    )
     recoveries = models.PositiveIntegerField(
         _("recoveries"),
         default=0,
@@ -222,6 +227,49 @@ class Task(models.Model):
 
     def __str__(self) -> str:
         return "%s task of %s" % (self.kind, self.execution_id)
+
+
+class EventQuerySet(models.QuerySet["Event"]):
+    def unconsumed(self) -> EventQuerySet:
+        return self.filter(consumed_at__isnull=True)
+
+
+class Event(models.Model):
+    """An event sent to an execution; the k-th wait for a name consumes the k-th event."""
+
+    execution = models.ForeignKey(
+        Execution, on_delete=models.CASCADE, related_name="events", verbose_name=_("execution")
+    )
+    name = models.CharField(_("name"), max_length=255)
+    payload = models.JSONField(_("payload"), null=True, blank=True)
+    sent_at = models.DateTimeField(_("sent"), db_default=Now())
+    consumed_at = models.DateTimeField(_("consumed"), null=True, blank=True)
+    consumed_by = models.ForeignKey(
+        Step,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("consumed by"),
+    )
+
+    objects = EventQuerySet.as_manager()
+
+    class Meta:
+        db_table = "zart_events"
+        verbose_name = _("event")
+        verbose_name_plural = _("events")
+        ordering = ["execution_id", "id"]
+        indexes = [
+            models.Index(
+                fields=["execution", "name", "id"],
+                condition=models.Q(consumed_at__isnull=True),
+                name="zart_event_unconsumed",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return "%s to %s" % (self.name, self.execution_id)
 
 
 class Worker(models.Model):

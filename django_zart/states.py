@@ -15,7 +15,7 @@ class ExecutionStatus(models.TextChoices):
     RUNNING = "RUNNING", pgettext_lazy("Execution", "Running")
     """A worker holds it and runs its body."""
     SUSPENDED = "SUSPENDED", pgettext_lazy("Execution", "Suspended")
-    """Waiting for a due time (a retry delay, a sleep); no worker holds it."""
+    """Waiting for a due time (a retry delay, a sleep) or an event; no worker holds it."""
     COMPLETED = "COMPLETED", pgettext_lazy("Execution", "Completed")
     """The workflow returned; ``output`` holds its result."""
     FAILED = "FAILED", pgettext_lazy("Execution", "Failed")
@@ -77,6 +77,9 @@ class RunReason(models.TextChoices):
 
 class StepKind(models.TextChoices):
     STEP = "STEP", pgettext_lazy("Step", "Step")
+    SLEEP = "SLEEP", pgettext_lazy("Step", "Sleep")
+    EVENT = "EVENT", pgettext_lazy("Step", "Wait for event")
+    CAPTURE = "CAPTURE", pgettext_lazy("Step", "Captured value")
 
 
 class StepStatus(models.TextChoices):
@@ -86,6 +89,9 @@ class StepStatus(models.TextChoices):
     """Its last allowed attempt failed; the failure is replayed."""
     RETRYING = "RETRYING", pgettext_lazy("Step", "Retrying")
     """An attempt failed; the next one is due at ``wake_at``."""
+    WAITING = "WAITING", pgettext_lazy("Step", "Waiting")
+    """A sleep until ``wake_at``, or a wait for an event (until ``wake_at`` if it has a
+    timeout)."""
 
 
 class AttemptStatus(models.TextChoices):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +19,6 @@ from asgiref.sync import async_to_sync, sync_to_async
 from . import serialization
 from .conf import get_settings
 from .context import ExecutionContext, Record, Suspend, current
-from .db.types import Checkpoint
 from .errors import SerializationError, StepFailed
 from .retry import Retry
 from .states import AttemptStatus, StepKind, StepStatus
@@ -167,8 +165,10 @@ def failed(ctx: ExecutionContext, step: Step, attempt: Attempt, exc: Exception) 
     if delay <= 0:
         return Attempt(attempt.sequence, attempt.position, attempt.number + 1, rows)
     wake_at = ctx.now() + timedelta(seconds=delay)
-    point = _checkpoint(ctx, step, attempt, StepStatus.RETRYING, error=error, rows=rows)
-    point.wake_at = wake_at
+    point = ctx.checkpoint(
+        attempt.sequence, attempt.position, step.name, StepKind.STEP, StepStatus.RETRYING,
+        error=error, attempts=attempt.number, wake_at=wake_at, rows=rows,
+    )
     # Recorded first, released by the engine when the Suspend unwinds the body: a crash
     # in between leaves a RETRYING checkpoint that the next replay suspends on again.
     ctx.store.record(ctx.claim, point)
@@ -194,31 +194,6 @@ def _error_text(exc: BaseException) -> str:
     )
 
 
-def _checkpoint(
-    ctx: ExecutionContext,
-    step: Step,
-    attempt: Attempt,
-    status: str,
-    *,
-    result: str | None = None,
-    error: str | None = None,
-    rows: tuple[tuple[int, str, str | None], ...] = (),
-) -> Checkpoint:
-    return Checkpoint(
-        sequence=attempt.sequence,
-        position=attempt.position,
-        name=step.name,
-        kind=StepKind.STEP,
-        status=status,
-        result=result,
-        error=error,
-        attempts=attempt.number,
-        wake_at=None,
-        at=ctx.now(),
-        attempt_rows=rows,
-    )
-
-
 def _write(
     ctx: ExecutionContext,
     step: Step,
@@ -230,19 +205,8 @@ def _write(
     error: str | None = None,
     rows: tuple[tuple[int, str, str | None], ...] = (),
 ) -> Record:
-    point = _checkpoint(ctx, step, attempt, status, result=result, error=error, rows=rows)
-    step_id = ctx.store.record(ctx.claim, point)
-    record = Record(
-        step_id=step_id,
-        sequence=point.sequence,
-        position=point.position,
-        name=point.name,
-        kind=point.kind,
-        status=status,
-        result=value,
-        error=None if error is None else json.loads(error),
-        attempts=point.attempts,
-        wake_at=None,
+    point = ctx.checkpoint(
+        attempt.sequence, attempt.position, step.name, StepKind.STEP, status,
+        result=result, error=error, attempts=attempt.number, rows=rows,
     )
-    ctx.remember(record)
-    return record
+    return ctx.write(point, value)

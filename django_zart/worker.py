@@ -23,6 +23,7 @@ from django.db import connection
 from . import engine
 from .conf import get_settings
 from .db import Claim, get_store
+from .listener import Listener
 from .models import Worker as WorkerRow
 
 logger = logging.getLogger(__name__)
@@ -37,6 +38,8 @@ class WorkerOptions:
     orphan_timeout: float
     shutdown_timeout: float
     burst: bool = False
+    listen: bool = True
+    """LISTEN for notifications of due work (PostgreSQL); off, the worker only polls."""
     worker_id: str = field(
         default_factory=lambda: "%s-%d-%s" % (socket.gethostname(), os.getpid(),
                                               uuid.uuid4().hex[:6])
@@ -98,9 +101,12 @@ class Worker:
         threads.append(threading.Thread(target=self._heartbeat, name="zart-hb", daemon=True))
         for thread in threads:
             thread.start()
+        listener = self._listener()
         try:
             self._loop()
         finally:
+            if listener is not None:
+                listener.stop()
             self._shutdown(threads)
         logger.info("Worker stopped id=%s processed=%d", opts.worker_id, self.processed)
         return self.processed
@@ -108,11 +114,11 @@ class Worker:
     def _loop(self) -> None:
         opts = self.options
         while not self._stop.is_set():
+            self._wake.clear()  # before claiming: a wake-up during the claim is kept
             with self._lock:
                 idle = opts.concurrency - len(self._running)
             if idle <= 0:
                 self._wake.wait(opts.poll_interval)
-                self._wake.clear()
                 continue
             limit = min(idle, opts.max_tasks_per_poll)
             try:
@@ -136,8 +142,27 @@ class Worker:
                     busy = bool(self._running)
                 if not busy:
                     break
-            self._wake.wait(opts.poll_interval)
-            self._wake.clear()
+            self._wake.wait(self._idle_wait())
+
+    def _idle_wait(self) -> float:
+        """Until the earliest known due time, a notification, or the poll interval."""
+        interval = self.options.poll_interval
+        try:
+            due_in = self.store.next_due_in(queues=self.options.queues)
+        except Exception:
+            logger.exception("Reading the next due time failed")
+            connection.close()
+            return interval
+        if due_in is None:
+            return interval
+        return min(interval, max(due_in, 0.01))
+
+    def _listener(self) -> Listener | None:
+        if not self.options.listen or connection.vendor != "postgresql":
+            return None
+        listener = Listener(self.options.queues, self._wake.set)
+        listener.start()
+        return listener
 
     def _work(self) -> None:
         while True:

@@ -164,3 +164,72 @@ def sleepy(seconds: float) -> str:
 @zart.workflow("sleepy-wf")
 def sleepy_wf(data: dict) -> str:
     return sleepy(data["seconds"])
+
+
+@zart.workflow("sleeper")
+def sleeper(data: dict) -> str:
+    zart.sleep("nap", data["seconds"])
+    return step_a()
+
+
+@zart.workflow("sleep-until")
+def sleep_until_wf(data: dict) -> str:
+    from django.utils.dateparse import parse_datetime
+
+    zart.sleep_until("alarm", parse_datetime(data["when"]))
+    return "rang"
+
+
+@zart.workflow("approval")
+def approval(data: dict) -> dict:
+    try:
+        decision = zart.wait_for_event("approved", timeout=data.get("timeout"))
+    except zart.EventTimeout:
+        return {"approved": False, "by": None}
+    return {"approved": True, "by": decision["by"]}
+
+
+@zart.workflow("two-events")
+def two_events(data: None) -> list:
+    first = zart.wait_for_event("x")
+    second = zart.wait_for_event("x")
+    return [first, second]
+
+
+@zart.workflow("event-after-sleep")
+def event_after_sleep(data: dict) -> object:
+    zart.sleep("first", data["seconds"])
+    return zart.wait_for_event("go")
+
+
+def _random_with_mark() -> float:
+    import random
+
+    mark("capture")
+    return random.random()
+
+
+@zart.workflow("captures")
+def captures(data: None) -> dict:
+    when = zart.now("started")
+    value = zart.capture("dice", _random_with_mark)
+    wait_once()  # fails once: the body is replayed, the captures are not re-evaluated
+    return {"when": when, "value": value, "again": zart.capture("dice-2", lambda: value)}
+
+
+@zart.workflow("async-approval")
+async def async_approval(data: dict) -> object:
+    await zart.sleep("pause", data["seconds"])
+    payload = await zart.wait_for_event("ok")
+    doubled = await async_double(payload["n"])
+    return {"n": doubled, "at": (await zart.now("end")).year > 2000}
+
+
+@zart.workflow("step-or-sleep")
+def step_or_sleep(data: None) -> str:
+    """Calls step 'a' or sleeps as 'a', as the flag says: a kind change on replay."""
+    if Flag.objects.get(name="kind").value == "step":
+        step_a()
+    else:
+        zart.sleep("a", 0)
+    return wait_once()

@@ -11,16 +11,18 @@ paths with single statements judged by the database clock.
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import Case, DateTimeField, F, Q, Value, When
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from ..context import LeaseLost, Record
-from ..models import Execution, Run, Step, StepAttempt, Task, Worker
+from ..models import Event, Execution, Run, Step, StepAttempt, Task, Worker
 from ..states import RUN_STATUS_FOR, ExecutionStatus, RunReason, RunStatus, StepStatus
 from .types import Checkpoint, Claim
 
@@ -49,6 +51,7 @@ class Store:
                 for task in tasks
                 if Task.objects.filter(pk=task[0], held_by=task[2]).update(
                     held_by=token,
+                    wake_pending=False,
                     lease_until=now + timedelta(seconds=lease),
                     claimed_at=now,
                     recoveries=task[3] + (task[2] is not None),
@@ -180,9 +183,17 @@ class Store:
 
     # -- leaving the execution -------------------------------------------------------
 
-    def suspend(self, claim: Claim, wake_at: datetime) -> None:
+    def suspend(self, claim: Claim, wake_at: datetime | None) -> None:
+        """Release the execution until ``wake_at`` (``None``: until an event wakes it).
+
+        An event that arrived while this worker held the execution set ``wake_pending``:
+        then the task is due at once, so that wake-up is not lost.
+        """
         with transaction.atomic():
-            self._release_task(claim, run_after=wake_at)
+            due = Value(wake_at, output_field=DateTimeField())
+            self._release_task(
+                claim, run_after=Case(When(wake_pending=True, then=Now()), default=due)
+            )
             Execution.objects.filter(pk=claim.execution_id).update(
                 status=ExecutionStatus.SUSPENDED, updated_at=timezone.now()
             )
@@ -221,11 +232,13 @@ class Store:
             Execution.objects.filter(pk=claim.execution_id).update(
                 run_index=index, status=ExecutionStatus.PENDING, updated_at=now
             )
+            queue = Task.objects.filter(pk=claim.task_id).values_list("queue", flat=True)
+            self.notify(queue.get())
         return index
 
-    def _release_task(self, claim: Claim, *, run_after: datetime) -> None:
+    def _release_task(self, claim: Claim, *, run_after: Any) -> None:
         released = Task.objects.filter(pk=claim.task_id, held_by=claim.token).update(
-            held_by=None, lease_until=None, run_after=run_after
+            held_by=None, lease_until=None, run_after=run_after, wake_pending=False
         )
         if not released:
             raise LeaseLost()
@@ -235,6 +248,46 @@ class Store:
         return Task.objects.filter(pk__in=task_ids, held_by__in=tokens).update(
             held_by=None, lease_until=None, run_after=timezone.now()
         )
+
+    # -- events and wake-ups -----------------------------------------------------------
+
+    def consume_event(
+        self, claim: Claim, point: Checkpoint, name: str
+    ) -> tuple[int, Any] | None:
+        """Take the oldest unconsumed event ``name`` and checkpoint it at ``point``.
+
+        Returns ``(step id, stored payload)``, or ``None`` when no such event is
+        waiting. Fenced like every checkpoint: a stale worker consumes nothing.
+        """
+        with transaction.atomic():
+            event = (
+                Event.objects.unconsumed()
+                .filter(execution_id=claim.execution_id, name=name)
+                .order_by("pk")
+                .values_list("pk", "payload")
+                .first()
+            )
+            if event is None:
+                return None
+            point.result = json.dumps(event[1])
+            step_id = self._upsert(claim, point)
+            Event.objects.filter(pk=event[0]).update(consumed_at=point.at, consumed_by=step_id)
+        return step_id, event[1]
+
+    def notify(self, queue: str) -> None:
+        """Wake idle workers of ``queue``; only PostgreSQL can."""
+
+    def next_due_in(self, *, queues: list[str]) -> float | None:
+        """Seconds until the earliest released task of ``queues`` is due, if any."""
+        run_after = (
+            Task.objects.filter(queue__in=queues, held_by__isnull=True, run_after__isnull=False)
+            .order_by("run_after")
+            .values_list("run_after", flat=True)
+            .first()
+        )
+        if run_after is None:
+            return None
+        return (run_after - timezone.now()).total_seconds()
 
     # -- liveness --------------------------------------------------------------------
 
@@ -257,6 +310,4 @@ class Store:
 
 
 def _loads(text: str | None) -> Any:
-    import json
-
     return None if text is None else json.loads(text)

@@ -28,7 +28,8 @@ WITH claimed AS (
        SET held_by = %%s,
            lease_until = now() + make_interval(secs => %%s),
            claimed_at = now(),
-           recoveries = t.recoveries + (t.held_by IS NOT NULL)::int
+           recoveries = t.recoveries + (t.held_by IS NOT NULL)::int,
+           wake_pending = false
      WHERE t.id IN (%s)
  RETURNING t.id, t.execution_id, t.recoveries
 ), started AS (
@@ -48,7 +49,9 @@ SELECT c.id, s.id, s.workflow, s.input, r.id, s.run_index, s.replay_base, s.dead
 
 _SUSPEND = """
 WITH t AS (
-    UPDATE zart_tasks SET held_by = NULL, lease_until = NULL, run_after = %s
+    UPDATE zart_tasks
+       SET held_by = NULL, lease_until = NULL, wake_pending = false,
+           run_after = CASE WHEN wake_pending THEN now() ELSE %s::timestamptz END
      WHERE id = %s AND held_by = %s
  RETURNING execution_id
 )
@@ -68,6 +71,9 @@ UPDATE zart_executions AS e
        updated_at = now()
   FROM t WHERE e.id = t.execution_id
 """
+
+
+NOTIFY_CHANNEL = "zart_due"
 
 
 class PostgresStore(Store):
@@ -98,7 +104,7 @@ class PostgresStore(Store):
             for row in rows
         ]
 
-    def suspend(self, claim: Claim, wake_at: datetime) -> None:
+    def suspend(self, claim: Claim, wake_at: datetime | None) -> None:
         with connection.cursor() as cursor:
             cursor.execute(_SUSPEND, [wake_at, claim.task_id, claim.token])
             if cursor.rowcount != 1:
@@ -116,6 +122,21 @@ class PostgresStore(Store):
             )
             if cursor.rowcount != 1:
                 raise LeaseLost()
+
+    def notify(self, queue: str) -> None:
+        """Wake idle workers of ``queue`` when the current transaction commits."""
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, %s)", [NOTIFY_CHANNEL, queue])
+
+    def next_due_in(self, *, queues: list[str]) -> float | None:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT EXTRACT(EPOCH FROM min(run_after) - now()) FROM zart_tasks"
+                " WHERE queue = ANY(%s) AND held_by IS NULL AND run_after IS NOT NULL",
+                [queues],
+            )
+            row = cursor.fetchone()
+        return None if row is None or row[0] is None else float(row[0])
 
     def heartbeat(self, worker_id: str, tokens: list[uuid.UUID], lease: float) -> None:
         with connection.cursor() as cursor:

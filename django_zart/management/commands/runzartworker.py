@@ -64,6 +64,10 @@ class Command(BaseCommand):
         parser.add_argument(
             "--burst", action="store_true", help="Exit once nothing is due and nothing runs."
         )
+        parser.add_argument(
+            "--no-listen", action="store_false", dest="listen",
+            help="Do not LISTEN for due work on PostgreSQL; only poll.",
+        )
         parser.add_argument("--worker-id", help="Name shown in the admin (default host-pid).")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -79,6 +83,7 @@ class Command(BaseCommand):
                 orphan_timeout=options["orphan_timeout"],
                 shutdown_timeout=options["shutdown_timeout"],
                 burst=options["burst"],
+                listen=options["listen"],
                 worker_id=options["worker_id"],
             )
         )

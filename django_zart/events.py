@@ -1,0 +1,68 @@
+"""Sending events to executions: from code, the ``zart`` command and the HTTP view."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.db import transaction
+from django.db.models import Case, F, When
+from django.db.models.functions import Now
+
+from . import serialization
+from .conf import get_settings
+from .db import get_store
+from .errors import ExecutionFinished, ExecutionNotFound
+from .models import Event, Execution, Step, Task
+from .states import TERMINAL, StepKind, StepStatus
+
+
+def send_event(execution_id: str, name: str, payload: Any = None) -> bool:
+    """Store event ``name`` for the execution and wake it if it waits for it.
+
+    Returns ``True`` when the execution was waiting for this event (it is due now), and
+    ``False`` when the event is kept for a later ``wait_for_event`` of that name. Raises
+    ``ExecutionNotFound`` for an unknown id and ``ExecutionFinished`` for a finished one:
+    nothing is stored then. Joins the caller's transaction like ``start``.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError("An event needs a non-empty name, not %r." % (name,))
+    what = "the payload of event %r" % name
+    encoded = serialization.encode(payload, what)
+    serialization.dumps(encoded, what, get_settings().max_payload_bytes)
+    with transaction.atomic():
+        # The row lock orders this against the worker's finishing statement: an event is
+        # either stored for a live execution or refused, never stored for a finished one.
+        row = (
+            Execution.objects.select_for_update()
+            .filter(pk=execution_id)
+            .values_list("status", "queue", "run_index")
+            .first()
+        )
+        if row is None:
+            raise ExecutionNotFound(execution_id)
+        status, queue, run_index = row
+        if status in TERMINAL:
+            raise ExecutionFinished(execution_id, status)
+        Event.objects.create(execution_id=execution_id, name=name, payload=encoded)
+        waiting = Step.objects.filter(
+            execution_id=execution_id,
+            run_index=run_index,
+            kind=StepKind.EVENT,
+            name=name,
+            status=StepStatus.WAITING,
+        ).exists()
+        # A worker holding the execution may be about to suspend on this very wait:
+        # wake_pending makes its release due at once. A released waiter is due now.
+        due_now = When(held_by__isnull=True, then=Now()) if waiting else None
+        Task.objects.filter(execution_id=execution_id).update(
+            wake_pending=True,
+            run_after=Case(due_now, default=F("run_after")) if due_now else F("run_after"),
+        )
+        if waiting:
+            get_store().notify(queue)
+    return waiting
+
+
+async def asend_event(execution_id: str, name: str, payload: Any = None) -> bool:
+    return await sync_to_async(send_event)(execution_id, name, payload)

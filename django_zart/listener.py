@@ -1,0 +1,57 @@
+"""LISTEN for work made due on PostgreSQL, so idle workers claim it at once.
+
+Whatever makes work due now (a start, an event for a waiting execution, a workflow retry)
+sends ``NOTIFY zart_due, '<queue>'`` inside its transaction; PostgreSQL delivers it on
+commit. The listener holds its own connection, outside Django's, since a LISTEN must stay
+open between polls. Polling remains the fallback: a lost notification costs at most one
+poll interval.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import psycopg
+from django.db import connection
+
+from .db.postgresql import NOTIFY_CHANNEL
+
+logger = logging.getLogger(__name__)
+
+
+class Listener:
+    def __init__(self, queues: list[str], on_due: Callable[[], None]) -> None:
+        self.queues = set(queues)
+        self.on_due = on_due
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="zart-listen", daemon=True)
+        self.ready = threading.Event()
+
+    def start(self) -> None:
+        self._thread.start()
+        self.ready.wait(5)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._listen()
+            except Exception:
+                logger.exception("LISTEN connection failed; polling until it is back")
+                self._stop.wait(1)
+
+    def _listen(self) -> None:
+        params = connection.get_connection_params()
+        params.pop("cursor_factory", None)
+        with psycopg.connect(**params, autocommit=True) as conn:
+            conn.execute("LISTEN %s" % NOTIFY_CHANNEL)
+            self.ready.set()
+            self.on_due()  # anything made due while we were not listening
+            while not self._stop.is_set():
+                for notify in conn.notifies(timeout=0.5):
+                    if notify.payload in self.queues:
+                        self.on_due()
