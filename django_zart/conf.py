@@ -26,6 +26,7 @@ DEFAULTS: dict[str, Any] = {
     "MAX_RECOVERIES": 5,
     "MAX_PAYLOAD_BYTES": 1024 * 1024,
     "WORKFLOW_MODULES": [],
+    "EVENT_TOKENS": [],
 }
 
 _DURATIONS = ("POLL_INTERVAL", "SHUTDOWN_TIMEOUT", "ORPHAN_TIMEOUT")
@@ -43,6 +44,7 @@ class Settings:
     max_recoveries: int
     max_payload_bytes: int
     workflow_modules: tuple[str, ...]
+    event_tokens: tuple[str, ...]
 
 
 def validate(raw: Any) -> list[str]:
@@ -69,7 +71,7 @@ def validate(raw: Any) -> list[str]:
     recoveries = merged["MAX_RECOVERIES"]
     if isinstance(recoveries, bool) or not isinstance(recoveries, int) or recoveries < 0:
         problems.append('ZART["MAX_RECOVERIES"] must be an integer >= 0, not %r.' % recoveries)
-    for key in ("QUEUES", "WORKFLOW_MODULES"):
+    for key in ("QUEUES", "WORKFLOW_MODULES", "EVENT_TOKENS"):
         value = merged[key]
         if isinstance(value, str) or not all(isinstance(v, str) and v for v in value):
             problems.append('ZART["%s"] must be a list of non-empty strings.' % key)
@@ -105,6 +107,7 @@ def get_settings() -> Settings:
         max_recoveries=merged["MAX_RECOVERIES"],
         max_payload_bytes=merged["MAX_PAYLOAD_BYTES"],
         workflow_modules=tuple(merged["WORKFLOW_MODULES"]),
+        event_tokens=tuple(merged["EVENT_TOKENS"]),
     )
 
 

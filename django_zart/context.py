@@ -23,10 +23,16 @@ if TYPE_CHECKING:
 
 
 class Suspend(BaseException):
-    """The body cannot go on before ``wake_at`` (``None``: before an event arrives)."""
+    """The body cannot go on before ``wake_at`` (``None``: before an event arrives).
 
-    def __init__(self, wake_at: datetime | None) -> None:
+    ``checkpoint``, if any, is written in the same transaction that releases the
+    execution (a sleep's or a wait's ``WAITING`` row, a failed attempt's ``RETRYING``):
+    one commit, and no state where one exists without the other.
+    """
+
+    def __init__(self, wake_at: datetime | None, checkpoint: Checkpoint | None = None) -> None:
         self.wake_at = wake_at
+        self.checkpoint = checkpoint
 
 
 class LeaseLost(BaseException):

@@ -68,7 +68,7 @@ def _execute(claim: Claim, store: Store) -> str:
         wake_at = suspend.wake_at
         if claim.deadline_at is not None:
             wake_at = claim.deadline_at if wake_at is None else min(wake_at, claim.deadline_at)
-        store.suspend(claim, wake_at)
+        store.suspend(claim, wake_at, suspend.checkpoint)
         logger.info(
             "Execution suspended execution=%s workflow=%s until=%s",
             claim.execution_id, claim.workflow,

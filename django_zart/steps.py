@@ -169,10 +169,7 @@ def failed(ctx: ExecutionContext, step: Step, attempt: Attempt, exc: Exception) 
         attempt.sequence, attempt.position, step.name, StepKind.STEP, StepStatus.RETRYING,
         error=error, attempts=attempt.number, wake_at=wake_at, rows=rows,
     )
-    # Recorded first, released by the engine when the Suspend unwinds the body: a crash
-    # in between leaves a RETRYING checkpoint that the next replay suspends on again.
-    ctx.store.record(ctx.claim, point)
-    raise Suspend(wake_at) from None
+    raise Suspend(wake_at, point) from None
 
 
 def give_up(ctx: ExecutionContext, step: Step, attempt: Attempt, exc: Exception) -> Any:

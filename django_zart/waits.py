@@ -73,13 +73,14 @@ def _sleep(function: str, name: str, wake_time: Callable[[ExecutionContext], dat
     wake_at = record.wake_at if record is not None else wake_time(ctx)
     assert wake_at is not None
     if wake_at > ctx.now():
-        if record is None:
-            ctx.write(
-                ctx.checkpoint(
-                    sequence, position, name, StepKind.SLEEP, StepStatus.WAITING, wake_at=wake_at
-                )
-            )
-        raise Suspend(wake_at)
+        if record is not None:
+            raise Suspend(wake_at)
+        raise Suspend(
+            wake_at,
+            ctx.checkpoint(
+                sequence, position, name, StepKind.SLEEP, StepStatus.WAITING, wake_at=wake_at
+            ),
+        )
     ctx.write(
         ctx.checkpoint(sequence, position, name, StepKind.SLEEP, StepStatus.COMPLETED,
                        wake_at=wake_at)
@@ -125,13 +126,14 @@ def _wait_for_event(name: str, timeout: float | None) -> Any:
             )
         )
         raise error
-    if record is None:
-        ctx.write(
-            ctx.checkpoint(
-                sequence, position, name, StepKind.EVENT, StepStatus.WAITING, wake_at=deadline
-            )
-        )
-    raise Suspend(deadline)
+    if record is not None:
+        raise Suspend(deadline)
+    raise Suspend(
+        deadline,
+        ctx.checkpoint(
+            sequence, position, name, StepKind.EVENT, StepStatus.WAITING, wake_at=deadline
+        ),
+    )
 
 
 # -- recorded values -----------------------------------------------------------------

@@ -1,7 +1,9 @@
 """The worker: claim due work, run it on a fixed set of threads, keep leases alive.
 
-The main thread claims only as many tasks as it has idle threads, so nothing claimed ever
-waits in a local queue while its lease runs. Each thread keeps its own database
+The main thread claims in batches and keeps at most ``concurrency`` claimed executions
+waiting for a thread, so a burst of due work costs few claim statements; waiting ones are
+held under the same heartbeated lease and released on shutdown. Each thread keeps its own
+database
 connection for the life of the worker. A heartbeat thread extends the leases of running
 work in one statement per interval; a worker killed with SIGKILL stops heartbeating, and
 its work is taken over once the leases expire.
@@ -116,7 +118,7 @@ class Worker:
         while not self._stop.is_set():
             self._wake.clear()  # before claiming: a wake-up during the claim is kept
             with self._lock:
-                idle = opts.concurrency - len(self._running)
+                idle = 2 * opts.concurrency - len(self._running)
             if idle <= 0:
                 self._wake.wait(opts.poll_interval)
                 continue

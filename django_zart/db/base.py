@@ -183,13 +183,18 @@ class Store:
 
     # -- leaving the execution -------------------------------------------------------
 
-    def suspend(self, claim: Claim, wake_at: datetime | None) -> None:
+    def suspend(
+        self, claim: Claim, wake_at: datetime | None, checkpoint: Checkpoint | None = None
+    ) -> None:
         """Release the execution until ``wake_at`` (``None``: until an event wakes it).
 
-        An event that arrived while this worker held the execution set ``wake_pending``:
-        then the task is due at once, so that wake-up is not lost.
+        ``checkpoint`` is written in the same transaction. An event that arrived while this
+        worker held the execution set ``wake_pending``: then the task is due at once, so
+        that wake-up is not lost.
         """
         with transaction.atomic():
+            if checkpoint is not None:
+                self.record(claim, checkpoint)
             due = Value(wake_at, output_field=DateTimeField())
             self._release_task(
                 claim, run_after=Case(When(wake_pending=True, then=Now()), default=due)

@@ -20,7 +20,7 @@ from ..context import LeaseLost
 from ..models import Task
 from ..states import RUN_STATUS_FOR
 from .base import Store
-from .types import Claim
+from .types import Checkpoint, Claim
 
 _CLAIM = """
 WITH claimed AS (
@@ -104,11 +104,16 @@ class PostgresStore(Store):
             for row in rows
         ]
 
-    def suspend(self, claim: Claim, wake_at: datetime | None) -> None:
-        with connection.cursor() as cursor:
-            cursor.execute(_SUSPEND, [wake_at, claim.task_id, claim.token])
-            if cursor.rowcount != 1:
-                raise LeaseLost()
+    def suspend(
+        self, claim: Claim, wake_at: datetime | None, checkpoint: Checkpoint | None = None
+    ) -> None:
+        with transaction.atomic():
+            if checkpoint is not None:
+                self.record(claim, checkpoint)
+            with connection.cursor() as cursor:
+                cursor.execute(_SUSPEND, [wake_at, claim.task_id, claim.token])
+                if cursor.rowcount != 1:
+                    raise LeaseLost()
 
     def finish(
         self, claim: Claim, *, status: str, output: str | None, error: str | None
