@@ -172,8 +172,9 @@ class Worker:
             if claim is None:
                 connection.close()
                 return
+            outcome = "error"
             try:
-                engine.execute(claim, self.store)
+                outcome = engine.execute(claim, self.store)
             except Exception:
                 logger.exception(
                     "Worker error execution=%s workflow=%s; the lease will expire and "
@@ -185,7 +186,9 @@ class Worker:
                 with self._lock:
                     self._running.pop(claim.task_id, None)
                     self.processed += 1
-                if self._last_poll_full or self.options.burst:
+                # More may be due (the last claim was full), or this suspension may now be
+                # the earliest due time: let the main loop look again.
+                if self._last_poll_full or self.options.burst or outcome == "suspended":
                     self._wake.set()
 
     def _heartbeat(self) -> None:

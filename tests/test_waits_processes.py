@@ -97,3 +97,30 @@ def test_sigkill_while_sleeping_and_waiting_loses_nothing(worker_process: Start)
     assert per_step.aggregate(m=Max("n"))["m"] == 1 and per_step.count() == 50
     assert Step.objects.filter(kind="EVENT", status="COMPLETED").count() == 50
     assert not Task.objects.exists()
+
+
+def test_notify_and_due_times_wake_a_worker_that_polls_rarely(worker_process: Start) -> None:
+    worker = worker_process("--poll-interval", "60")
+    time.sleep(1.5)  # the worker is up and idle, its next poll a minute away
+    started = time.monotonic()
+    zart.start("arith", {"a": 1, "b": 2}, execution_id="notified")
+    assert zart.wait_completion("notified", 10) == {"sum": 113}
+    assert time.monotonic() - started < 5  # NOTIFY, not the poll, brought it
+    zart.start("approval", {}, execution_id="evented")
+    wait_for(lambda: zart.status("evented").status == "SUSPENDED", 10, "the wait")
+    started = time.monotonic()
+    zart.send_event("evented", "approved", {"by": "x"})
+    assert zart.wait_completion("evented", 10)["by"] == "x"
+    assert time.monotonic() - started < 5
+    zart.start("sleeper", {"seconds": 1}, execution_id="due")
+    assert zart.wait_completion("due", 10) == "a"  # woken at its due time, not by a poll
+    step = Step.objects.get(execution_id="due", kind="SLEEP")
+    assert (zart.status("due").finished_at - step.wake_at).total_seconds() < 2
+    assert worker.terminate() == 0
+
+
+def test_without_listen_the_worker_polls(worker_process: Start) -> None:
+    worker = worker_process("--poll-interval", "0.5", "--no-listen")
+    zart.start("arith", {"a": 1, "b": 2}, execution_id="polled")
+    assert zart.wait_completion("polled", 10) == {"sum": 113}
+    assert worker.terminate() == 0
