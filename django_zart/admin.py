@@ -24,7 +24,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from .models import Execution, Run, Step, StepAttempt, Task, Worker
+from .models import Event, Execution, Run, Step, StepAttempt, Task, Worker
 
 PAGE_LIMIT = 20_000
 """Characters of one JSON value or traceback shown on a change page."""
@@ -188,6 +188,17 @@ class StepAttemptInline(ReadOnlyInline):
         return error_html(obj.error, limit=ROW_LIMIT, empty=self.get_empty_value_display())
 
 
+class EventInline(ReadOnlyInline):
+    model = Event
+    fields = ("name", "payload_html", "sent_at", "consumed_at", "consumed_by")
+    readonly_fields = fields
+    ordering = ("pk",)
+
+    @admin.display(description=_("payload"))
+    def payload_html(self, obj: Event) -> str:
+        return json_html(obj.payload, limit=ROW_LIMIT, empty=self.get_empty_value_display())
+
+
 @admin.register(Execution)
 class ExecutionAdmin(ReadOnlyAdmin):
     list_display = (
@@ -214,7 +225,7 @@ class ExecutionAdmin(ReadOnlyAdmin):
         (_("Data"), {"fields": ("input_html", "output_html", "error_html")}),
     )
     readonly_fields = ("input_html", "output_html", "error_html")
-    inlines = (RunInline, StepInline)
+    inlines = (RunInline, StepInline, EventInline)
 
     @admin.display(description=_("input"))
     def input_html(self, obj: Execution) -> str:
@@ -303,3 +314,22 @@ class WorkerAdmin(ReadOnlyAdmin):
         "heartbeat_at",
     )
     search_fields = ("=id", "hostname")
+
+
+@admin.register(Event)
+class EventAdmin(ReadOnlyAdmin):
+    list_display = ("id", "execution_html", "name", "sent_at", "consumed_at")
+    list_filter = ("name",)
+    list_defer = ("payload",)
+    search_fields = ("=execution__id", "name")
+    ordering = ("-pk",)
+    fields = ("execution", "name", "payload_html", "sent_at", "consumed_at", "consumed_by")
+    readonly_fields = ("payload_html",)
+
+    @admin.display(description=_("execution"), ordering="execution_id")
+    def execution_html(self, obj: Event) -> str:
+        return self.execution_link(obj.execution_id)
+
+    @admin.display(description=_("payload"))
+    def payload_html(self, obj: Event) -> str:
+        return json_html(obj.payload, limit=PAGE_LIMIT, empty=self.get_empty_value_display())

@@ -17,7 +17,7 @@ from typing import Any
 import factory
 from django.utils import timezone
 
-from django_zart.models import Execution, Run, Step, StepAttempt, Task, Worker
+from django_zart.models import Event, Execution, Run, Step, StepAttempt, Task, Worker
 from django_zart.states import (
     AttemptStatus,
     ExecutionStatus,
@@ -124,6 +124,17 @@ class TaskFactory(factory.django.DjangoModelFactory):
     execution = factory.SubFactory(ExecutionFactory)
     kind = TaskKind.BODY
     queue = factory.SelfAttribute("execution.queue")
+
+
+class EventFactory(factory.django.DjangoModelFactory):
+    """An event sent to an execution, not yet consumed."""
+
+    class Meta:
+        model = Event
+
+    execution = factory.SubFactory(ExecutionFactory)
+    name = "approved"
+    payload = factory.LazyFunction(lambda: {"by": "dana"})
 
 
 class WorkerFactory(factory.django.DjangoModelFactory):

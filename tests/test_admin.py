@@ -13,10 +13,11 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from django_zart.admin import cut_head, cut_tail
-from django_zart.models import Execution, Step, Task, Worker
+from django_zart.models import Event, Execution, Step, Task, Worker
 from django_zart.states import AttemptStatus, ExecutionStatus, StepStatus
 
 from .factories import (
+    EventFactory,
     ExecutionFactory,
     RunFactory,
     StepAttemptFactory,
@@ -28,7 +29,7 @@ from .factories import (
 
 pytestmark = pytest.mark.django_db
 
-MODELS = [Execution, Step, Task, Worker]
+MODELS = [Execution, Step, Task, Worker, Event]
 
 
 @pytest.fixture(autouse=True)
@@ -53,6 +54,7 @@ def make_rows() -> dict[type[Any], tuple[Any, str]]:
         Step: (step, "send-email"),
         Task: (TaskFactory(execution=execution), "signup/user 42"),
         Worker: (WorkerFactory(hostname="box-7"), "box-7"),
+        Event: (EventFactory(execution=execution, name="approved-by-dana"), "approved-by-dana"),
     }
 
 
