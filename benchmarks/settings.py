@@ -1,0 +1,33 @@
+"""Settings of the benchmark project: django_zart plus one three-step workflow.
+
+The database server comes from ``DATABASE_URL`` (default: the local PostgreSQL); the
+database name from ``ZART_BENCH_DATABASE``. ``throughput.py`` sets both for itself and
+for the worker processes it starts, together with ``ZART_BENCH_CONN_MAX_AGE`` and
+``ZART_BENCH_POLL_INTERVAL`` and
+``ZART_BENCH_SERVER_SIDE_BINDING``.
+"""
+
+import os
+
+import environ
+
+env = environ.Env()
+
+SECRET_KEY = "benchmarks-not-secret"
+USE_TZ = True
+TIME_ZONE = "UTC"
+INSTALLED_APPS = ["django_zart"]
+
+DATABASES = {
+    "default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/postgres")
+}
+DATABASES["default"]["NAME"] = os.environ.get("ZART_BENCH_DATABASE", "zart_bench")
+_max_age = os.environ.get("ZART_BENCH_CONN_MAX_AGE", "0")
+DATABASES["default"]["CONN_MAX_AGE"] = None if _max_age.lower() == "none" else int(_max_age)
+if os.environ.get("ZART_BENCH_SERVER_SIDE_BINDING") == "1":
+    DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = True
+
+ZART = {
+    "WORKFLOW_MODULES": ["benchmarks.workflows"],
+    "POLL_INTERVAL": float(os.environ.get("ZART_BENCH_POLL_INTERVAL", "0.05")),
+}
