@@ -37,14 +37,13 @@ class ExecutionQuerySet(models.QuerySet["Execution"]):
 
 class Execution(models.Model):
     id = models.CharField(_("execution id"), primary_key=True, max_length=255)
-    workflow = models.CharField(_("workflow"), max_length=255, db_index=True)
+    workflow = models.CharField(_("workflow"), max_length=255)
     queue = models.CharField(_("queue"), max_length=100, default="default")
     status = models.CharField(
         _("status"),
         max_length=16,
         choices=ExecutionStatus.choices,
         default=ExecutionStatus.PENDING,
-        db_index=True,
     )
     input = models.JSONField(_("input"), null=True, blank=True)
     output = models.JSONField(_("output"), null=True, blank=True)
@@ -72,6 +71,11 @@ class Execution(models.Model):
         verbose_name = _("execution")
         verbose_name_plural = _("executions")
         ordering = ["-created_at"]
+        # Plain b-tree indexes (no LIKE twins): every status change rewrites each index.
+        indexes = [
+            models.Index(fields=["workflow", "status"], name="zart_execution_workflow"),
+            models.Index(fields=["status"], name="zart_execution_status"),
+        ]
 
     def __str__(self) -> str:
         return "%s (%s, %s)" % (self.id, self.workflow, self.status)
@@ -110,11 +114,15 @@ class Run(models.Model):
 
 
 class Step(models.Model):
+    # No FK indexes: zart_step_unique_position and zart_step_replay lead with these
+    # columns, and every checkpoint INSERT pays for each index.
     run = models.ForeignKey(
-        Run, on_delete=models.CASCADE, related_name="steps", verbose_name=_("run")
+        Run, on_delete=models.CASCADE, related_name="steps", verbose_name=_("run"),
+        db_index=False,
     )
     execution = models.ForeignKey(
-        Execution, on_delete=models.CASCADE, related_name="steps", verbose_name=_("execution")
+        Execution, on_delete=models.CASCADE, related_name="steps", verbose_name=_("execution"),
+        db_index=False,
     )
     run_index = models.PositiveIntegerField(_("run index"))
     sequence = models.PositiveIntegerField(_("sequence"))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from django.db import connection, transaction
@@ -120,6 +121,7 @@ class Store:
 
     # -- checkpoints -----------------------------------------------------------------
 
+    @cached_property
     def _upsert_sql(self) -> str:
         j = self.json_placeholder
         return (
@@ -175,7 +177,7 @@ class Store:
             self._token(claim.token),
         ]
         with connection.cursor() as cursor:
-            cursor.execute(self._upsert_sql(), params)
+            cursor.execute(self._upsert_sql, params)
             row = cursor.fetchone()
         if row is None:
             raise LeaseLost()
@@ -311,7 +313,8 @@ class Store:
         Worker.objects.filter(pk=worker_id).delete()
 
     def _token(self, token: uuid.UUID) -> Any:
-        return Task._meta.get_field("held_by").get_db_prep_value(token, connection)
+        """A claim token as a query parameter: SQLite stores UUIDs as 32 hex digits."""
+        return token.hex
 
 
 def _loads(text: str | None) -> Any:

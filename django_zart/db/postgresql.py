@@ -80,6 +80,9 @@ class PostgresStore(Store):
     json_placeholder = "%s::jsonb"
     share_lock = " FOR SHARE"
 
+    def _token(self, token: uuid.UUID) -> Any:
+        return token  # psycopg adapts UUIDs to the uuid column
+
     def claim(self, *, queues: list[str], limit: int, lease: float) -> list[Claim]:
         token = uuid.uuid4()
         select_sql, select_params = _claimable_sql(tuple(queues), limit)
