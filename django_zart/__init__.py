@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from .context import WorkflowInfo, context
 from .decorators import step, workflow
 from .errors import (
+    DuplicateStepName,
     EventTimeout,
     ExecutionAlreadyExists,
     ExecutionCancelled,
@@ -22,13 +23,16 @@ from .errors import (
     PayloadTooLarge,
     SerializationError,
     StepFailed,
+    StepTimeout,
     UnknownWorkflow,
     WaitTimeout,
     WorkerCrashLoop,
     ZartError,
 )
+from .parallel import Handle, map, schedule, wait_all
 from .retry import Retry
 from .states import ExecutionStatus, RunStatus, StepStatus
+from .steps import step_or
 from .waits import capture, now, sleep, sleep_until, wait_for_event
 
 if TYPE_CHECKING:
@@ -79,6 +83,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "DuplicateStepName",
     "EventTimeout",
     "ExecutionAlreadyExists",
     "ExecutionCancelled",
@@ -87,6 +92,7 @@ __all__ = [
     "ExecutionNotFound",
     "ExecutionStatus",
     "ExecutionTimedOut",
+    "Handle",
     "NonDeterminismError",
     "NotInWorkflow",
     "PayloadTooLarge",
@@ -95,6 +101,7 @@ __all__ = [
     "SerializationError",
     "StepFailed",
     "StepStatus",
+    "StepTimeout",
     "UnknownWorkflow",
     "WaitTimeout",
     "WorkerCrashLoop",
@@ -108,7 +115,9 @@ __all__ = [
     "await_execution",
     "capture",
     "context",
+    "map",
     "now",
+    "schedule",
     "send_event",
     "sleep",
     "sleep_until",
@@ -116,7 +125,9 @@ __all__ = [
     "start_and_wait",
     "status",
     "step",
+    "step_or",
     "wait",
+    "wait_all",
     "wait_completion",
     "wait_for_event",
     "workflow",

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .db.types import Checkpoint
-from .errors import NonDeterminismError, NotInWorkflow, ZartError
+from .errors import DuplicateStepName, NonDeterminismError, NotInWorkflow, ZartError
 
 if TYPE_CHECKING:
     from .db.base import Store
@@ -78,23 +78,38 @@ class WorkflowInfo:
 class ExecutionContext:
     claim: Claim
     store: Store
-    records: dict[int, Record]
+    loaded: list[Record]
+    records: dict[int, Record] = field(init=False)
+    """Checkpoints of auto-named calls, by sequence (their order among such calls)."""
     by_position: dict[str, Record] = field(init=False)
     sequence: int = 0
     occurrences: dict[str, int] = field(default_factory=dict)
+    explicit_seen: set[str] = field(default_factory=set)
     step: str | None = None
     attempt: int = 0
     started: float = field(default_factory=time.monotonic)
 
     def __post_init__(self) -> None:
-        self.by_position = {r.position: r for r in self.records.values()}
+        self.records = {r.sequence: r for r in self.loaded if r.sequence}
+        self.by_position = {r.position: r for r in self.loaded}
 
     def now(self) -> datetime:
         """The database clock, read at claim time and advanced by the monotonic clock."""
         return self.claim.db_now + timedelta(seconds=time.monotonic() - self.started)
 
-    def next_position(self, name: str) -> tuple[int, str]:
-        """Allocate the next durable call's sequence number and position key."""
+    def next_position(self, name: str, *, explicit: bool = False) -> tuple[int, str]:
+        """Allocate the next durable call's sequence number and position key.
+
+        Auto-named calls are numbered in call order and a repeated name gets an
+        occurrence suffix (``name#2``), so loops just work. Explicitly named calls
+        (templates, ``with_id``) take sequence 0: they are found by name alone, which
+        survives reordering, and a name may occur once per run.
+        """
+        if explicit:
+            if name in self.explicit_seen:
+                raise Abort(DuplicateStepName(self.claim.execution_id, name))
+            self.explicit_seen.add(name)
+            return 0, name
         self.sequence += 1
         count = self.occurrences.get(name, 0) + 1
         self.occurrences[name] = count
@@ -102,12 +117,11 @@ class ExecutionContext:
 
     def recorded(self, sequence: int, position: str, kind: str) -> Record | None:
         """The checkpoint at this position, after checking the history agrees."""
-        record = self.records.get(sequence)
+        record = self.records.get(sequence) if sequence else None
         if record is None:
-            elsewhere = self.by_position.get(position)
-            if elsewhere is None:
+            record = self.by_position.get(position)
+            if record is None:
                 return None
-            record = elsewhere
         if record.position != position or record.kind != kind or record.sequence != sequence:
             raise Abort(
                 NonDeterminismError(
@@ -121,7 +135,8 @@ class ExecutionContext:
         return record
 
     def remember(self, record: Record) -> None:
-        self.records[record.sequence] = record
+        if record.sequence:
+            self.records[record.sequence] = record
         self.by_position[record.position] = record
 
     def write(self, point: Checkpoint, value: Any = None) -> Record:

@@ -65,7 +65,13 @@ def workflow(
 def step(name: Callable[..., Any], /) -> Step: ...
 @overload
 def step(
-    name: str | None = None, /, *, retry: Retry | None = None
+    name: str | None = None,
+    /,
+    *,
+    retry: Retry | None = None,
+    retry_on: tuple[type[BaseException], ...] = (Exception,),
+    give_up_on: tuple[type[BaseException], ...] = (),
+    timeout: Duration | None = None,
 ) -> Callable[[Callable[..., Any]], Step]: ...
 
 
@@ -74,15 +80,32 @@ def step(
     /,
     *,
     retry: Retry | None = None,
+    retry_on: tuple[type[BaseException], ...] = (Exception,),
+    give_up_on: tuple[type[BaseException], ...] = (),
+    timeout: Duration | None = None,
 ) -> Step | Callable[[Callable[..., Any]], Step]:
     """Make a function a checkpointed step: inside a workflow, it runs once per position.
 
-    ``retry`` (a ``zart.Retry``) says how failed attempts are retried; without it the
-    first failure raises ``StepFailed`` in the workflow.
+    ``name`` may be a template over the arguments (``"process-report-{index}"``) for a
+    stable, unique-per-run name. ``retry`` (a ``zart.Retry``) says how failed attempts are
+    retried; only exceptions in ``retry_on`` and not in ``give_up_on`` are retried, others
+    fail the step at once. ``timeout`` fails an attempt that runs longer with
+    ``zart.StepTimeout`` (async steps are cancelled; a sync step's thread goes on, and its
+    late result is discarded).
     """
+    seconds = None if timeout is None else to_seconds(timeout)
+    retry_on = tuple(retry_on)
+    give_up_on = tuple(give_up_on)
 
     def decorate(fn: Callable[..., Any]) -> Step:
-        return Step(fn, name=name if isinstance(name, str) else _default_name(fn), retry=retry)
+        return Step(
+            fn,
+            name=name if isinstance(name, str) else _default_name(fn),
+            retry=retry,
+            retry_on=retry_on,
+            give_up_on=give_up_on,
+            timeout=seconds,
+        )
 
     if callable(name):
         return decorate(name)

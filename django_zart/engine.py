@@ -26,7 +26,7 @@ from .errors import (
     ZartError,
 )
 from .registry import Workflow, get_workflow
-from .states import ExecutionStatus
+from .states import ExecutionStatus, TaskKind
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,10 @@ def execute(claim: Claim, store: Store) -> str:
 
 
 def _execute(claim: Claim, store: Store) -> str:
+    if claim.kind == TaskKind.BRANCH:
+        from .branches import execute_branch
+
+        return execute_branch(claim, store)
     settings = get_settings()
     try:
         workflow = get_workflow(claim.workflow)
@@ -53,7 +57,7 @@ def _execute(claim: Claim, store: Store) -> str:
     claim.timeout = workflow.timeout
     if claim.recoveries and claim.recoveries >= settings.max_recoveries:
         return _fail(claim, store, WorkerCrashLoop(claim.execution_id, claim.recoveries))
-    ctx = ExecutionContext(claim=claim, store=store, records=store.load_checkpoints(claim))
+    ctx = ExecutionContext(claim=claim, store=store, loaded=store.load_checkpoints(claim))
     if claim.deadline_at is not None and ctx.now() >= claim.deadline_at:
         return _fail(claim, store, ExecutionTimedOut(claim.execution_id, workflow.timeout or 0))
     logger.info(

@@ -14,6 +14,8 @@
      ├── SerializationError
      │    └── PayloadTooLarge
      ├── StepFailed
+     ├── StepTimeout (also a TimeoutError)
+     ├── DuplicateStepName
      ├── NonDeterminismError
      ├── EventTimeout (also a TimeoutError)
      ├── ExecutionTimedOut
@@ -153,21 +155,51 @@ class PayloadTooLarge(SerializationError):
 
 
 class StepFailed(ZartError):
-    """A step failed on its last allowed attempt; raised inside the workflow."""
+    """A step failed on its last allowed attempt; raised inside the workflow.
+
+    ``error`` is the stored failure (type, message, traceback) and ``cause`` the original
+    exception, rebuilt from it when its type can be imported. The raised exception is also
+    an instance of that type, so ``except PaymentDeclined:`` works, on replay too.
+    """
+
+    cause: BaseException | None = None
 
     def __init__(self, step: str, attempts: int, error: dict[str, Any]) -> None:
         self.step = step
         self.attempts = attempts
         self.error = error
+        self.message = "Step %r failed after %d attempt%s: %s: %s" % (
+            step,
+            attempts,
+            "" if attempts == 1 else "s",
+            error.get("type", "?"),
+            error.get("message", ""),
+        )
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class StepTimeout(ZartError, TimeoutError):
+    """An attempt of a step ran longer than its ``timeout``; retried like any failure."""
+
+    def __init__(self, step: str, timeout: float) -> None:
+        self.step = step
+        self.timeout = timeout
+        super().__init__("Step %r did not finish within %ss." % (step, timeout))
+
+
+class DuplicateStepName(ZartError):
+    """Two durable calls of one run produced the same explicit name."""
+
+    def __init__(self, execution_id: str, name: str) -> None:
+        self.execution_id = execution_id
+        self.name = name
         super().__init__(
-            "Step %r failed after %d attempt%s: %s: %s"
-            % (
-                step,
-                attempts,
-                "" if attempts == 1 else "s",
-                error.get("type", "?"),
-                error.get("message", ""),
-            )
+            "Execution %r reached the explicitly named step %r twice in one run. Explicit "
+            "names (templates, with_id) must be unique per run; they are not a cache."
+            % (execution_id, name)
         )
 
 

@@ -35,6 +35,7 @@ class Listener:
 
     def stop(self) -> None:
         self._stop.set()
+        self._thread.join(2)
 
     def _run(self) -> None:
         while not self._stop.is_set():

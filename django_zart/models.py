@@ -201,6 +201,18 @@ class Task(models.Model):
         _("kind"), max_length=16, choices=TaskKind.choices, default=TaskKind.BODY
     )
     queue = models.CharField(_("queue"), max_length=100, default="default")
+    step = models.ForeignKey(
+        "Step",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("branch step"),
+        help_text=_("For a parallel branch: the step row it runs and records into."),
+    )
+    payload = models.JSONField(
+        _("arguments"), null=True, blank=True, help_text=_("A branch's encoded arguments.")
+    )
     priority = models.IntegerField(_("priority"), default=0)
     run_after = models.DateTimeField(_("run after"), null=True, blank=True, db_default=Now())
     held_by = models.UUIDField(_("claim token"), null=True, blank=True)

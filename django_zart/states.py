@@ -73,6 +73,8 @@ class RunReason(models.TextChoices):
     """The first run, created by ``start``."""
     RETRY = "RETRY", pgettext_lazy("Run", "Workflow retry")
     """A rerun after the body raised, under the workflow's ``max_retries``."""
+    COMPENSATION = "COMPENSATION", pgettext_lazy("Run", "Failure handler")
+    """The workflow's ``on_failure`` handler, run once after the execution failed."""
 
 
 class StepKind(models.TextChoices):
@@ -80,6 +82,9 @@ class StepKind(models.TextChoices):
     SLEEP = "SLEEP", pgettext_lazy("Step", "Sleep")
     EVENT = "EVENT", pgettext_lazy("Step", "Wait for event")
     CAPTURE = "CAPTURE", pgettext_lazy("Step", "Captured value")
+    BRANCH = "BRANCH", pgettext_lazy("Step", "Parallel branch")
+    GROUP = "GROUP", pgettext_lazy("Step", "Wait for branches")
+    CHILD = "CHILD", pgettext_lazy("Step", "Child workflow")
 
 
 class StepStatus(models.TextChoices):
@@ -89,6 +94,8 @@ class StepStatus(models.TextChoices):
     """Its last allowed attempt failed; the failure is replayed."""
     RETRYING = "RETRYING", pgettext_lazy("Step", "Retrying")
     """An attempt failed; the next one is due at ``wake_at``."""
+    SCHEDULED = "SCHEDULED", pgettext_lazy("Step", "Scheduled")
+    """A parallel branch or child workflow started and not finished yet."""
     WAITING = "WAITING", pgettext_lazy("Step", "Waiting")
     """A sleep until ``wake_at``, or a wait for an event (until ``wake_at`` if it has a
     timeout)."""
@@ -101,3 +108,4 @@ class AttemptStatus(models.TextChoices):
 
 class TaskKind(models.TextChoices):
     BODY = "BODY", pgettext_lazy("Task", "Workflow body")
+    BRANCH = "BRANCH", pgettext_lazy("Task", "Parallel branch")

@@ -1,29 +1,48 @@
 """Durable step calls: replay a checkpoint, or run an attempt and checkpoint it.
 
-A call is split into a pure planning part (no I/O), the attempt itself (sync or awaited),
-and the recording part (one fenced write), so sync and async steps share every decision.
+A call is split into a pure planning part (no I/O), the attempt itself (sync or awaited,
+under the step's timeout), and the recording part (one fenced write), so sync and async
+steps share every decision.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
+import inspect
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from asgiref.sync import async_to_sync, sync_to_async
+from django.db import connection
 
 from . import serialization
 from .conf import get_settings
 from .context import ExecutionContext, Record, Suspend, current
-from .errors import SerializationError, StepFailed
+from .errors import SerializationError, StepTimeout, ZartError
+from .failures import step_failed
 from .retry import Retry
 from .states import AttemptStatus, StepKind, StepStatus
 
 logger = logging.getLogger(__name__)
+
+_steps: dict[str, Step] = {}
+
+
+def get_step(name: str) -> Step:
+    """The registered step of this name (parallel branches run steps by name)."""
+    try:
+        return _steps[name]
+    except KeyError:
+        raise ZartError(
+            "No step named %r is registered in this worker; is its module imported by a "
+            "workflows.py or ZART['WORKFLOW_MODULES']?" % name
+        ) from None
 
 
 @dataclass
@@ -36,43 +55,104 @@ class Attempt:
     earlier: tuple[tuple[int, str, str | None], ...]
 
 
+@dataclass
+class Replayed:
+    value: Any
+
+
 class Step:
     """A checkpointed function; outside a workflow it is just the function."""
 
-    def __init__(self, fn: Callable[..., Any], *, name: str, retry: Retry | None) -> None:
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str,
+        retry: Retry | None = None,
+        retry_on: tuple[type[BaseException], ...] = (Exception,),
+        give_up_on: tuple[type[BaseException], ...] = (),
+        timeout: float | None = None,
+    ) -> None:
         self.fn = fn
         self.name = name
         self.retry = retry or Retry.none()
+        self.retry_on = retry_on
+        self.give_up_on = give_up_on
+        self.timeout = timeout
         self.is_async = asyncio.iscoroutinefunction(fn)
+        self.templated = "{" in name
+        self._signature = inspect.signature(fn)
         functools.update_wrapper(self, fn)
+        existing = _steps.get(name)
+        if existing is not None and _origin(existing.fn) != _origin(fn):
+            raise ZartError(
+                "Step name %r is used by both %s and %s; step names must be unique."
+                % (name, _origin(existing.fn), _origin(fn))
+            )
+        _steps[name] = self
 
     def __repr__(self) -> str:
         return "<Step %s>" % self.name
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._dispatch(None, args, kwargs)
+
+    def with_id(self, name: str) -> Callable[..., Any]:
+        """This step under an explicit, unique-per-run name: ``notify.with_id(f"n-{id}")(x)``.
+
+        Explicit names find their checkpoint by name, not by call order, so they survive
+        reordering (a loop over a list that changed order between replays).
+        """
+        if not isinstance(name, str) or not name:
+            raise ValueError("with_id() needs a non-empty name, not %r." % (name,))
+        return lambda *args, **kwargs: self._dispatch(name, args, kwargs)
+
+    def position_name(self, explicit: str | None, args: tuple[Any, ...],
+                      kwargs: dict[str, Any]) -> tuple[str, bool]:
+        if explicit is not None:
+            return explicit, True
+        if not self.templated:
+            return self.name, False
+        bound = self._signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        try:
+            return self.name.format(**bound.arguments), True
+        except (KeyError, IndexError, AttributeError) as exc:
+            raise ZartError(
+                "Step name template %r does not fit the call's arguments: %s" % (self.name, exc)
+            ) from None
+
+    def _dispatch(self, explicit: str | None, args: tuple[Any, ...],
+                  kwargs: dict[str, Any]) -> Any:
         ctx = current.get()
         if ctx is None or ctx.step is not None:
             # Outside a workflow, or nested in another step (which is the durable unit).
             return self.fn(*args, **kwargs)
+        name, is_explicit = self.position_name(explicit, args, kwargs)
         if _in_event_loop():
             if not self.is_async:
                 raise TypeError(
                     "Step %r is synchronous but was called from an async workflow; make it "
                     "'async def' or call it from a sync workflow." % self.name
                 )
-            return self._acall(ctx, args, kwargs)
+            return self._acall(ctx, name, is_explicit, args, kwargs)
         if self.is_async:
-            return async_to_sync(self._acall)(ctx, args, kwargs)
-        return self._call(ctx, args, kwargs)
+            return async_to_sync(self._acall)(ctx, name, is_explicit, args, kwargs)
+        return self._call(ctx, name, is_explicit, args, kwargs)
 
-    def _call(self, ctx: ExecutionContext, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        attempt = plan(ctx, self)
+    def _call(self, ctx: ExecutionContext, name: str, explicit: bool,
+              args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return self.attempts(ctx, plan(ctx, self, name, explicit), args, kwargs)
+
+    def attempts(self, ctx: ExecutionContext, attempt: Attempt | Replayed,
+                 args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Run attempts until one succeeds, the step gives up, or a retry must wait."""
         while True:
             if isinstance(attempt, Replayed):
                 return attempt.value
             ctx.step, ctx.attempt = self.name, attempt.number
             try:
-                value = self.fn(*args, **kwargs)
+                value = self.run_sync(args, kwargs)
             except Exception as exc:
                 attempt = failed(ctx, self, attempt, exc)
             else:
@@ -80,16 +160,15 @@ class Step:
             finally:
                 ctx.step = None
 
-    async def _acall(
-        self, ctx: ExecutionContext, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        attempt = plan(ctx, self)
+    async def _acall(self, ctx: ExecutionContext, name: str, explicit: bool,
+                     args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        attempt = plan(ctx, self, name, explicit)
         while True:
             if isinstance(attempt, Replayed):
                 return attempt.value
             ctx.step, ctx.attempt = self.name, attempt.number
             try:
-                value = await self.fn(*args, **kwargs)
+                value = await self.run_async(args, kwargs)
             except Exception as exc:
                 ctx.step = None
                 attempt = await sync_to_async(failed)(ctx, self, attempt, exc)
@@ -97,10 +176,52 @@ class Step:
                 ctx.step = None
                 return await sync_to_async(succeeded)(ctx, self, attempt, value)
 
+    def run_sync(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """One attempt of a sync step, under its timeout.
 
-@dataclass
-class Replayed:
-    value: Any
+        A thread cannot be killed: past the timeout the attempt fails with
+        ``StepTimeout`` and whatever the abandoned thread returns later is discarded.
+        """
+        if self.is_async:
+            return async_to_sync(self.run_async)(args, kwargs)
+        if self.timeout is None:
+            return self.fn(*args, **kwargs)
+        outcome: list[Any] = []
+        context = contextvars.copy_context()
+
+        def target() -> None:
+            try:
+                outcome.append((True, context.run(self.fn, *args, **kwargs)))
+            except BaseException as exc:
+                outcome.append((False, exc))
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=target, name="zart-step-%s" % self.name, daemon=True)
+        thread.start()
+        thread.join(self.timeout)
+        if not outcome:
+            raise StepTimeout(self.name, self.timeout)
+        ok, value = outcome[0]
+        if not ok:
+            raise value
+        return value
+
+    async def run_async(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """One attempt of an async step; past its timeout it is cancelled."""
+        if self.timeout is None:
+            return await self.fn(*args, **kwargs)
+        try:
+            return await asyncio.wait_for(self.fn(*args, **kwargs), self.timeout)
+        except TimeoutError:
+            raise StepTimeout(self.name, self.timeout) from None
+
+    def retries(self, exc: BaseException) -> bool:
+        return isinstance(exc, self.retry_on) and not isinstance(exc, self.give_up_on)
+
+
+def _origin(fn: Callable[..., Any]) -> str:
+    return "%s.%s" % (fn.__module__, fn.__qualname__)
 
 
 def _in_event_loop() -> bool:
@@ -111,17 +232,22 @@ def _in_event_loop() -> bool:
     return True
 
 
-def plan(ctx: ExecutionContext, step: Step) -> Attempt | Replayed:
+def plan(ctx: ExecutionContext, step: Step, name: str, explicit: bool) -> Attempt | Replayed:
     """Decide from the checkpoints whether the call replays or runs (and which attempt)."""
-    sequence, position = ctx.next_position(step.name)
+    sequence, position = ctx.next_position(name, explicit=explicit)
     record = ctx.recorded(sequence, position, StepKind.STEP)
+    return plan_from(ctx, step, sequence, position, record)
+
+
+def plan_from(ctx: ExecutionContext, step: Step, sequence: int, position: str,
+              record: Record | None) -> Attempt | Replayed:
     if record is None:
         ctx.check_deadline()
         return Attempt(sequence, position, 1, ())
     if record.status == StepStatus.COMPLETED:
         return Replayed(serialization.decode(record.result))
     if record.status == StepStatus.FAILED:
-        raise StepFailed(step.name, record.attempts, record.error or {})
+        raise step_failed(position, record.attempts, record.error or {})
     # RETRYING: the next attempt runs once its time has come.
     assert record.wake_at is not None
     if record.wake_at > ctx.now():
@@ -131,18 +257,18 @@ def plan(ctx: ExecutionContext, step: Step) -> Attempt | Replayed:
 
 
 def succeeded(ctx: ExecutionContext, step: Step, attempt: Attempt, value: Any) -> Any:
-    settings = get_settings()
-    what = "the result of step %r" % step.name
+    what = "the result of step %r" % attempt.position
     try:
         encoded = serialization.encode(value, what)
-        text = serialization.dumps(encoded, what, settings.max_payload_bytes)
+        text = serialization.dumps(encoded, what, get_settings().max_payload_bytes)
     except SerializationError as exc:
         # Deterministic: no retry would return anything else.
         return give_up(ctx, step, attempt, exc)
     rows = attempt.earlier
     if attempt.number > 1:
         rows = (*rows, (attempt.number, AttemptStatus.SUCCEEDED, None))
-    _write(ctx, step, attempt, StepStatus.COMPLETED, result=text, value=encoded, rows=rows)
+    ctx.write(_checkpoint(ctx, step, attempt, StepStatus.COMPLETED, result=text, rows=rows),
+              encoded)
     logger.info(
         "Step done execution=%s workflow=%s step=%s attempt=%d",
         ctx.claim.execution_id, ctx.claim.workflow, attempt.position, attempt.number,
@@ -152,11 +278,11 @@ def succeeded(ctx: ExecutionContext, step: Step, attempt: Attempt, value: Any) -
 
 def failed(ctx: ExecutionContext, step: Step, attempt: Attempt, exc: Exception) -> Attempt:
     """Record a failed attempt; return the next one, or suspend until it is due."""
-    delay = step.retry.next_delay(attempt.number)
+    delay = step.retry.next_delay(attempt.number) if step.retries(exc) else None
     if delay is None:
         give_up(ctx, step, attempt, exc)
     assert delay is not None
-    error = _error_text(exc)
+    error = error_text(exc)
     rows = (*attempt.earlier, (attempt.number, AttemptStatus.FAILED, error))
     logger.info(
         "Step attempt failed execution=%s workflow=%s step=%s attempt=%d retry_in=%.3fs",
@@ -165,45 +291,61 @@ def failed(ctx: ExecutionContext, step: Step, attempt: Attempt, exc: Exception) 
     if delay <= 0:
         return Attempt(attempt.sequence, attempt.position, attempt.number + 1, rows)
     wake_at = ctx.now() + timedelta(seconds=delay)
-    point = ctx.checkpoint(
-        attempt.sequence, attempt.position, step.name, StepKind.STEP, StepStatus.RETRYING,
-        error=error, attempts=attempt.number, wake_at=wake_at, rows=rows,
-    )
+    point = _checkpoint(ctx, step, attempt, StepStatus.RETRYING, error=error, rows=rows)
+    point.wake_at = wake_at
     raise Suspend(wake_at, point) from None
 
 
 def give_up(ctx: ExecutionContext, step: Step, attempt: Attempt, exc: Exception) -> Any:
-    error = _error_text(exc)
+    error = error_text(exc)
     rows = (*attempt.earlier, (attempt.number, AttemptStatus.FAILED, error))
     if attempt.number == 1:
         rows = ()  # the step row holds the only attempt's error
-    record = _write(ctx, step, attempt, StepStatus.FAILED, error=error, rows=rows)
+    record = ctx.write(_checkpoint(ctx, step, attempt, StepStatus.FAILED, error=error,
+                                   rows=rows))
     logger.info(
         "Step failed execution=%s workflow=%s step=%s attempts=%d",
         ctx.claim.execution_id, ctx.claim.workflow, attempt.position, attempt.number,
     )
-    raise StepFailed(step.name, attempt.number, record.error or {}) from exc
+    raise step_failed(attempt.position, attempt.number, record.error or {}) from exc
 
 
-def _error_text(exc: BaseException) -> str:
+def error_text(exc: BaseException) -> str:
     return serialization.dumps(
         serialization.describe_exception(exc), "an error", 10 * 1024 * 1024
     )
 
 
-def _write(
-    ctx: ExecutionContext,
-    step: Step,
-    attempt: Attempt,
-    status: str,
-    *,
-    result: str | None = None,
-    value: Any = None,
-    error: str | None = None,
-    rows: tuple[tuple[int, str, str | None], ...] = (),
-) -> Record:
-    point = ctx.checkpoint(
+def _checkpoint(ctx: ExecutionContext, step: Step, attempt: Attempt, status: str, *,
+                result: str | None = None, error: str | None = None,
+                rows: tuple[tuple[int, str, str | None], ...] = ()) -> Any:
+    return ctx.checkpoint(
         attempt.sequence, attempt.position, step.name, StepKind.STEP, status,
         result=result, error=error, attempts=attempt.number, rows=rows,
     )
-    return ctx.write(point, value)
+
+
+def step_or(call: Callable[[], Any], default: Any) -> Any:
+    """``call()`` (a step call), or ``default`` if that step failed for good.
+
+    The step's failure is checkpointed, so the choice replays the same way. In an async
+    workflow: ``await zart.step_or(lambda: charge(order), None)``.
+    """
+    from .errors import StepFailed
+
+    try:
+        value = call()
+    except StepFailed:
+        return default
+    if inspect.isawaitable(value):
+        return _await_or(value, default)
+    return value
+
+
+async def _await_or(awaitable: Any, default: Any) -> Any:
+    from .errors import StepFailed
+
+    try:
+        return await awaitable
+    except StepFailed:
+        return default

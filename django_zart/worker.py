@@ -160,7 +160,7 @@ class Worker:
         return min(interval, max(due_in, 0.01))
 
     def _listener(self) -> Listener | None:
-        if not self.options.listen or connection.vendor != "postgresql":
+        if not self.options.listen or self.options.burst or connection.vendor != "postgresql":
             return None
         listener = Listener(self.options.queues, self._wake.set)
         listener.start()

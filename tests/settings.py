@@ -4,6 +4,7 @@ Worker processes started by the tests use these settings too, with
 ``ZART_TEST_DATABASE_NAME`` pointing them at the test database.
 """
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -50,6 +51,10 @@ DATABASES = {
     "default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/zart")
 }
 _default = DATABASES["default"]
+# One test database per checkout, so two checkouts can run their suites side by side.
+_checkout = hashlib.sha1(str(BASE_DIR).encode()).hexdigest()[:8]
+if _default["ENGINE"] != "django.db.backends.sqlite3":
+    _default["TEST"] = {"NAME": "test_zart_%s" % _checkout}
 if _default["ENGINE"] == "django.db.backends.sqlite3":
     _default["NAME"] = str(BASE_DIR.parent / ".test-db.sqlite3")
     _default["TEST"] = {"NAME": str(BASE_DIR.parent / ".test-db-test.sqlite3")}

@@ -233,3 +233,130 @@ def step_or_sleep(data: None) -> str:
     else:
         zart.sleep("a", 0)
     return wait_once()
+
+
+# -- parallel branches, loops and names ------------------------------------------------
+
+
+@zart.step("square", retry=zart.Retry.fixed(2, 0))
+def square(x: int) -> int:
+    mark("square-%d" % x)
+    if x == 13 and count("square-13") == 1:
+        raise RuntimeError("unlucky once")  # retried at once, in the branch's worker
+    return x * x
+
+
+@zart.workflow("fan-out")
+def fan_out(data: dict) -> dict:
+    squares = zart.map(square, range(data["n"]))
+    first = zart.schedule(add, 1, 2)
+    second = zart.schedule(add, 3, 4)
+    return {"sum": sum(squares), "pair": zart.wait_all([first, second])}
+
+
+class PaymentDeclined(Exception):
+    pass
+
+
+@zart.step("charge")
+def charge(amount: int) -> str:
+    if amount > 100:
+        raise PaymentDeclined("amount %d over the limit" % amount)
+    return "charged %d" % amount
+
+
+@zart.workflow("charges")
+def charges(data: dict) -> dict:
+    handles = [zart.schedule(charge, a) for a in data["amounts"]]
+    results = zart.wait_all(handles, return_exceptions=True)
+    shown = [r if isinstance(r, str) else "declined: %s" % r.cause for r in results]
+    try:
+        zart.wait_all(handles)
+    except PaymentDeclined as exc:  # the StepFailed is also the original type
+        return {"results": shown, "raised": type(exc.cause).__name__}
+    return {"results": shown, "raised": None}
+
+
+@zart.step("process")
+def process(item: int) -> int:
+    mark("process-%d" % item)
+    return item
+
+
+@zart.workflow("loop")
+def loop(data: dict) -> int:
+    total = 0
+    for i in range(data["n"]):
+        total += process(i)
+        if data.get("slow"):
+            time.sleep(data["slow"])
+    return total
+
+
+@zart.step("report-{index}")
+def report(index: int, title: str) -> str:
+    return "%d:%s" % (index, title)
+
+
+@zart.workflow("named")
+def named(data: dict) -> list:
+    out = [report(i, t) for i, t in data["items"]]
+    out.append(add.with_id("add-%s" % data["tag"])(1, 1))
+    wait_once()  # forces a replay in which the items may come in another order
+    return out
+
+
+@zart.workflow("dup-names")
+def dup_names(data: None) -> None:
+    report(1, "a")
+    report(1, "b")
+
+
+@zart.step("business", retry=zart.Retry.fixed(3, 0), give_up_on=(ValueError,))
+def business(kind: str) -> str:
+    mark("business")
+    if kind == "value":
+        raise ValueError("bad input: not retried")
+    raise ConnectionError("transient")
+
+
+@zart.step("only-timeouts", retry=zart.Retry.fixed(2, 0), retry_on=(TimeoutError,))
+def only_timeouts(kind: str) -> str:
+    mark("only-timeouts")
+    raise (TimeoutError if kind == "timeout" else KeyError)("boom")
+
+
+@zart.workflow("policies")
+def policies(data: dict) -> dict:
+    out = {}
+    for kind in ("value", "conn"):
+        out[kind] = zart.step_or(lambda kind=kind: business(kind), "gave up")
+    for kind in ("timeout", "key"):
+        out[kind] = zart.step_or(lambda kind=kind: only_timeouts(kind), "gave up")
+    return out
+
+
+@zart.step("slow-sync", timeout="300ms", retry=zart.Retry.fixed(1, 0))
+def slow_sync(seconds: float) -> str:
+    mark("slow-sync")
+    time.sleep(seconds if count("slow-sync") == 1 else 0)
+    return "fast enough"
+
+
+@zart.step("slow-async", timeout="300ms")
+async def slow_async(seconds: float) -> str:
+    import asyncio
+
+    await asyncio.sleep(seconds)
+    return "never"
+
+
+@zart.workflow("timeouts")
+def timeouts(data: None) -> dict:
+    first = slow_sync(2)
+    try:
+        slow_async(2)
+    except zart.StepFailed as exc:
+        assert isinstance(exc.cause, zart.StepTimeout)
+        second = "timed out: %s" % exc.cause
+    return {"sync": first, "async": second}

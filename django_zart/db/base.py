@@ -24,7 +24,15 @@ from django.utils import timezone
 
 from ..context import LeaseLost, Record
 from ..models import Event, Execution, Run, Step, StepAttempt, Task, Worker
-from ..states import RUN_STATUS_FOR, ExecutionStatus, RunReason, RunStatus, StepStatus
+from ..states import (
+    RUN_STATUS_FOR,
+    ExecutionStatus,
+    RunReason,
+    RunStatus,
+    StepKind,
+    StepStatus,
+    TaskKind,
+)
 from .types import Checkpoint, Claim
 
 
@@ -41,10 +49,9 @@ class Store:
             tasks = list(
                 Task.objects.claimable(queues=queues)
                 .select_for_update(skip_locked=True)
-                .values_list("pk", "execution_id", "held_by", "recoveries")[:limit]
+                .values_list("pk", "execution_id", "held_by", "recoveries", "kind", "step_id",
+                             "payload")[:limit]
             )
-            if not tasks:
-                return []
             # Conditional on what was read: without a row lock (SQLite), a concurrent
             # claimer that got there first makes the UPDATE match nothing.
             tasks = [
@@ -61,13 +68,16 @@ class Store:
             if not tasks:
                 return []
             ids = [t[1] for t in tasks]
+            bodies = [t[1] for t in tasks if t[4] == TaskKind.BODY]
             fresh = set(
-                Execution.objects.filter(pk__in=ids, started_at__isnull=True).values_list(
+                Execution.objects.filter(pk__in=bodies, started_at__isnull=True).values_list(
                     "pk", flat=True
                 )
             )
-            Execution.objects.filter(pk__in=ids, started_at__isnull=True).update(started_at=now)
-            Execution.objects.filter(pk__in=ids).update(
+            Execution.objects.filter(pk__in=bodies, started_at__isnull=True).update(
+                started_at=now
+            )
+            Execution.objects.filter(pk__in=bodies).update(
                 status=ExecutionStatus.RUNNING, updated_at=now
             )
             rows = {
@@ -81,6 +91,12 @@ class Store:
                 .filter(index=F("execution__run_index"))
                 .values_list("execution_id", "pk")
             )
+            steps = {
+                row[0]: row
+                for row in Step.objects.filter(pk__in=[t[5] for t in tasks if t[5]]).values_list(
+                    "pk", "position", "name", "status", "attempts", "wake_at"
+                )
+            }
         return [
             Claim(
                 task_id=pk,
@@ -95,8 +111,11 @@ class Store:
                 fresh=execution_id in fresh,
                 recoveries=recoveries + (held_by is not None),
                 db_now=now,
+                kind=kind,
+                payload=payload,
+                branch=steps.get(step_id) if step_id else None,
             )
-            for pk, execution_id, held_by, recoveries in tasks
+            for pk, execution_id, held_by, recoveries, kind, step_id, payload in tasks
         ]
 
     def has_due_work(self, *, queues: list[str]) -> bool:
@@ -104,10 +123,10 @@ class Store:
 
     # -- replay ----------------------------------------------------------------------
 
-    def load_checkpoints(self, claim: Claim) -> dict[int, Record]:
+    def load_checkpoints(self, claim: Claim) -> list[Record]:
         """All checkpoints the current run replays, in one query."""
         if claim.fresh:
-            return {}
+            return []
         rows = (
             Step.objects.filter(execution_id=claim.execution_id, run_index__gte=claim.replay_base)
             .filter(Q(run_id=claim.run_id) | Q(status=StepStatus.COMPLETED))
@@ -117,7 +136,7 @@ class Store:
                 "attempts", "wake_at",
             )
         )
-        return {row[1]: Record(*row) for row in rows}
+        return [Record(*row) for row in rows]
 
     # -- checkpoints -----------------------------------------------------------------
 
@@ -140,18 +159,7 @@ class Store:
         if point.attempt_rows:
             with transaction.atomic():
                 step_id = self._upsert(claim, point)
-                StepAttempt.objects.bulk_create(
-                    [
-                        StepAttempt(
-                            step_id=step_id,
-                            number=number,
-                            status=status,
-                            error=None if error is None else _loads(error),
-                            finished_at=point.at,
-                        )
-                        for number, status, error in point.attempt_rows
-                    ]
-                )
+                self._attempt_rows(step_id, point)
                 return step_id
         return self._upsert(claim, point)
 
@@ -215,6 +223,8 @@ class Store:
             deleted, _ = Task.objects.filter(pk=claim.task_id, held_by=claim.token).delete()
             if not deleted:
                 raise LeaseLost()
+            # Branches nobody waited for end with their execution.
+            Task.objects.filter(execution_id=claim.execution_id, kind=TaskKind.BRANCH).delete()
             Run.objects.filter(pk=claim.run_id).update(
                 status=run_status, finished_at=now, error=_loads(error)
             )
@@ -254,6 +264,110 @@ class Store:
         """Give back tasks a stopping worker still holds, due now, without a recovery."""
         return Task.objects.filter(pk__in=task_ids, held_by__in=tokens).update(
             held_by=None, lease_until=None, run_after=timezone.now()
+        )
+
+    # -- parallel branches --------------------------------------------------------------
+
+    def schedule_branches(
+        self, claim: Claim, points: list[Checkpoint], payloads: list[Any]
+    ) -> list[int]:
+        """Record branches and queue them for any worker, in one transaction."""
+        with transaction.atomic():
+            step_ids = [self._upsert(claim, point) for point in points]
+            queue = Execution.objects.values_list("queue", flat=True).get(pk=claim.execution_id)
+            Task.objects.bulk_create(
+                Task(execution_id=claim.execution_id, kind=TaskKind.BRANCH, queue=queue,
+                     step_id=step_id, payload=payload)
+                for step_id, payload in zip(step_ids, payloads, strict=True)
+            )
+            self.notify(queue)
+        return step_ids
+
+    def branch_states(self, claim: Claim, positions: list[str]) -> list[Record]:
+        """The current rows of these branches (other workers write them)."""
+        rows = Step.objects.filter(run_id=claim.run_id, position__in=positions).values_list(
+            "pk", "sequence", "position", "name", "kind", "status", "result", "error",
+            "attempts", "wake_at",
+        )
+        return [Record(*row) for row in rows]
+
+    def finish_branch(self, claim: Claim, point: Checkpoint) -> int:
+        """Record a branch's outcome; the last branch of a waited group wakes the body.
+
+        The body's task row is locked first, so branches finishing at the same instant
+        take turns: exactly one of them sees the group complete and wakes the body.
+        """
+        assert claim.branch is not None
+        step_id = claim.branch[0]
+        with transaction.atomic():
+            body = (
+                Task.objects.select_for_update()
+                .filter(execution_id=claim.execution_id, kind=TaskKind.BODY)
+                .values_list("pk", "queue")
+                .first()
+            )
+            deleted, _ = Task.objects.filter(pk=claim.task_id, held_by=claim.token).delete()
+            if not deleted:
+                raise LeaseLost()
+            Step.objects.filter(pk=step_id).update(
+                status=point.status,
+                result=_loads(point.result),
+                error=_loads(point.error),
+                attempts=point.attempts,
+                wake_at=None,
+                updated_at=point.at,
+            )
+            self._attempt_rows(step_id, point)
+            if body is not None:
+                self._wake_for_group(claim, body[0], body[1])
+        return step_id
+
+    def _wake_for_group(self, claim: Claim, body_id: int, queue: str) -> None:
+        group = (
+            Step.objects.filter(run_id=claim.run_id, kind=StepKind.GROUP,
+                                status=StepStatus.WAITING)
+            .values_list("pk", "result")
+            .first()
+        )
+        if group is None:
+            # The body has not suspended on a group (yet): if it runs, make its release
+            # due at once so it looks again.
+            Task.objects.filter(pk=body_id, held_by__isnull=False).update(wake_pending=True)
+            return
+        unfinished = (
+            Step.objects.filter(run_id=claim.run_id,
+                                position__in=(group[1] or {}).get("positions", []))
+            .exclude(status__in=[StepStatus.COMPLETED, StepStatus.FAILED])
+            .exists()
+        )
+        if unfinished:
+            return
+        Step.objects.filter(pk=group[0]).update(status=StepStatus.COMPLETED)
+        Task.objects.filter(pk=body_id).update(
+            wake_pending=True,
+            run_after=Case(When(held_by__isnull=True, then=Now()), default=F("run_after")),
+        )
+        self.notify(queue)
+
+    def retry_branch(self, claim: Claim, point: Checkpoint) -> None:
+        """Record a branch's failed attempt and release it until the retry is due."""
+        assert claim.branch is not None and point.wake_at is not None
+        with transaction.atomic():
+            self._release_task(claim, run_after=point.wake_at)
+            Step.objects.filter(pk=claim.branch[0]).update(
+                status=StepStatus.RETRYING,
+                error=_loads(point.error),
+                attempts=point.attempts,
+                wake_at=point.wake_at,
+                updated_at=point.at,
+            )
+            self._attempt_rows(claim.branch[0], point)
+
+    def _attempt_rows(self, step_id: int, point: Checkpoint) -> None:
+        StepAttempt.objects.bulk_create(
+            StepAttempt(step_id=step_id, number=number, status=status,
+                        error=None if error is None else _loads(error), finished_at=point.at)
+            for number, status, error in point.attempt_rows
         )
 
     # -- events and wake-ups -----------------------------------------------------------

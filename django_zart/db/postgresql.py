@@ -31,20 +31,22 @@ WITH claimed AS (
            recoveries = t.recoveries + (t.held_by IS NOT NULL)::int,
            wake_pending = false
      WHERE t.id IN (%s)
- RETURNING t.id, t.execution_id, t.recoveries
+ RETURNING t.id, t.execution_id, t.recoveries, t.kind, t.step_id, t.payload
 ), started AS (
     UPDATE zart_executions AS e
        SET status = 'RUNNING', started_at = COALESCE(e.started_at, now()), updated_at = now()
       FROM claimed c
-     WHERE e.id = c.execution_id
- RETURNING e.id, e.workflow, e.input, e.run_index, e.replay_base, e.deadline_at,
-           e.started_at = now() AS fresh
+     WHERE e.id = c.execution_id AND c.kind = 'BODY'
+ RETURNING e.id, e.started_at = now() AS fresh
 )
-SELECT c.id, s.id, s.workflow, s.input, r.id, s.run_index, s.replay_base, s.deadline_at,
-       s.fresh, c.recoveries, now()
+SELECT c.id, e.id, e.workflow, e.input, r.id, e.run_index, e.replay_base, e.deadline_at,
+       COALESCE(s.fresh, false), c.recoveries, now(), c.kind, c.payload,
+       st.id, st.position, st.name, st.status, st.attempts, st.wake_at
   FROM claimed c
-  JOIN started s ON s.id = c.execution_id
-  JOIN zart_execution_runs r ON r.execution_id = s.id AND r.index = s.run_index
+  JOIN zart_executions e ON e.id = c.execution_id
+  LEFT JOIN started s ON s.id = c.execution_id AND c.kind = 'BODY'
+  JOIN zart_execution_runs r ON r.execution_id = e.id AND r.index = e.run_index
+  LEFT JOIN zart_steps st ON st.id = c.step_id
 """
 
 _SUSPEND = """
@@ -62,6 +64,9 @@ UPDATE zart_executions AS e SET status = 'SUSPENDED', updated_at = now()
 _FINISH = """
 WITH t AS (
     DELETE FROM zart_tasks WHERE id = %s AND held_by = %s RETURNING execution_id
+), b AS (
+    DELETE FROM zart_tasks WHERE execution_id IN (SELECT execution_id FROM t)
+       AND kind = 'BRANCH'
 ), r AS (
     UPDATE zart_execution_runs SET status = %s, finished_at = now(), error = %s::jsonb
      WHERE id = %s AND EXISTS (SELECT 1 FROM t)
@@ -103,6 +108,9 @@ class PostgresStore(Store):
                 fresh=row[8],
                 recoveries=row[9],
                 db_now=row[10],
+                kind=row[11],
+                payload=_json(row[12]),
+                branch=None if row[13] is None else tuple(row[13:19]),
             )
             for row in rows
         ]

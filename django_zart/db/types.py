@@ -25,6 +25,11 @@ class Claim:
     recoveries: int
     db_now: datetime
     timeout: float | None = None
+    kind: str = "BODY"
+    payload: Any = None
+    """A branch's encoded ``[args, kwargs]``."""
+    branch: tuple[int, str, str, str, int, datetime | None] | None = None
+    """A branch's step row: ``(id, position, name, status, attempts, wake_at)``."""
 
 
 @dataclass
