@@ -360,3 +360,18 @@ def timeouts(data: None) -> dict:
         assert isinstance(exc.cause, zart.StepTimeout)
         second = "timed out: %s" % exc.cause
     return {"sync": first, "async": second}
+
+
+@zart.step("branch-work")
+def branch_work(i: int) -> dict:
+    mark("branch-%d" % i)
+    time.sleep(0.01)
+    return {"i": i, "pid": os.getpid()}
+
+
+@zart.workflow("wide")
+def wide(data: dict) -> dict:
+    results = zart.map(branch_work, range(data["n"]))
+    mark("body-after-wait")
+    return {"n": len(results), "pids": sorted({r["pid"] for r in results}),
+            "ordered": [r["i"] for r in results] == list(range(data["n"]))}
