@@ -1,9 +1,9 @@
-"""Settings of the benchmark project: django_zart plus one three-step workflow.
+"""Settings of the benchmark project: django_zart plus the benchmarks' workflows.
 
 The database server comes from ``DATABASE_URL`` (default: the local PostgreSQL); the
-database name from ``ZART_BENCH_DATABASE``. ``throughput.py`` sets both for itself and
-for the worker processes it starts, together with ``ZART_BENCH_CONN_MAX_AGE`` and
-``ZART_BENCH_POLL_INTERVAL`` and
+database name from ``ZART_BENCH_DATABASE``. The scripts (through
+``harness.configure_django``) set it for themselves and for the worker processes they
+start, together with ``ZART_BENCH_CONN_MAX_AGE``, ``ZART_BENCH_POLL_INTERVAL`` and
 ``ZART_BENCH_SERVER_SIDE_BINDING``.
 """
 
@@ -28,6 +28,6 @@ if os.environ.get("ZART_BENCH_SERVER_SIDE_BINDING") == "1":
     DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = True
 
 ZART = {
-    "WORKFLOW_MODULES": ["benchmarks.workflows"],
+    "WORKFLOW_MODULES": ["benchmarks.workflows", "benchmarks.wakeup_workflows"],
     "POLL_INTERVAL": float(os.environ.get("ZART_BENCH_POLL_INTERVAL", "0.05")),
 }

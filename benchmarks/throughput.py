@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import signal
 import statistics
 import subprocess
 import sys
@@ -33,16 +31,34 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
 ROOT = Path(__file__).resolve().parent.parent
-HERE = ROOT / "benchmarks"
-RESULTS = HERE / "results"
+if str(ROOT) not in sys.path:  # run as a file: make the benchmarks package importable
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.harness import (  # noqa: E402
+    HERE,
+    LOGS,
+    RESULTS,
+    configure_django,
+    create_database,
+    dsn,
+    environment,
+    find_postmaster,
+    fmt,
+    kill_workers,
+    print_table,
+    process_cpu,
+    relative,
+    server_cpu,
+    start_worker,
+    stop_workers,
+    truncate_tables,
+)
+
 WORKFLOW = "bench-three-steps"
 STEPS = 3  # checkpointed steps per workflow
 POLL_EVERY = 0.02  # seconds between completion polls
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 POLL_SQL = (
     "SELECT (SELECT count(*) FROM zart_executions WHERE status = 'COMPLETED'),"
@@ -112,96 +128,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def configure_django(args: argparse.Namespace) -> dict[str, str]:
-    """Set up Django in this process; return the environment for worker processes."""
-    path = os.environ.get("PYTHONPATH")
-    env = {
-        "DJANGO_SETTINGS_MODULE": "benchmarks.settings",
-        "ZART_BENCH_DATABASE": args.database,
+def settings_env(args: argparse.Namespace) -> dict[str, str]:
+    """The ``ZART_BENCH_*`` settings of the worker processes (see ``settings.py``)."""
+    return {
         "ZART_BENCH_CONN_MAX_AGE": str(args.conn_max_age),
         "ZART_BENCH_POLL_INTERVAL": str(args.poll_interval),
         "ZART_BENCH_SERVER_SIDE_BINDING": "1" if args.server_side_binding else "0",
-        "PYTHONPATH": str(ROOT) + (os.pathsep + path if path else ""),
     }
-    os.environ.update(env)
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-    return {**os.environ, **env}
-
-
-def dsn(dbname: str) -> str:
-    from django.db import connection
-
-    settings = connection.settings_dict
-    if connection.vendor != "postgresql":
-        raise SystemExit("This benchmark needs PostgreSQL; DATABASE_URL points elsewhere.")
-    params = {
-        "host": settings.get("HOST"),
-        "port": settings.get("PORT"),
-        "user": settings.get("USER"),
-        "password": settings.get("PASSWORD"),
-    }
-    return make_conninfo(dbname=dbname, **{k: str(v) for k, v in params.items() if v})
-
-
-def create_database(args: argparse.Namespace) -> None:
-    """Drop and recreate the benchmark database, then migrate it."""
-    from django.core.management import call_command
-    from django.db import connection
-
-    name = sql.Identifier(args.database)
-    with psycopg.connect(dsn("postgres"), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
-    call_command("migrate", verbosity=0)
-    connection.close()
 
 
 # -- measuring -----------------------------------------------------------------------
-
-
-def proc_fields(pid: int) -> list[str] | None:
-    """Fields of /proc/<pid>/stat from the state on (index 0 is field 3, the state)."""
-    try:
-        text = Path("/proc/%d/stat" % pid).read_text()
-    except OSError:
-        return None
-    return text.rsplit(")", 1)[1].split()
-
-
-def process_cpu(pid: int) -> float | None:
-    """User + system CPU seconds of a live process."""
-    fields = proc_fields(pid)
-    return None if fields is None else (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def find_postmaster(conn: psycopg.Connection) -> int | None:
-    """The server's main process, if it runs on this machine (else None)."""
-    row = conn.execute("SELECT pg_backend_pid()").fetchone()
-    fields = proc_fields(row[0]) if row else None
-    if fields is None:
-        return None
-    return int(fields[1])
-
-
-def server_cpu(postmaster: int | None) -> float | None:
-    """CPU seconds of the whole server: the postmaster, its live children, reaped ones."""
-    if postmaster is None:
-        return None
-    own = proc_fields(postmaster)
-    if own is None:
-        return None
-    ticks = sum(int(v) for v in own[11:15])  # utime, stime, cutime, cstime
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        fields = proc_fields(int(entry.name))
-        if fields is not None and fields[1] == str(postmaster):
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / CLK_TCK
 
 
 @dataclass
@@ -312,7 +248,7 @@ class Bench:
         self.conninfo = dsn(args.database)
         self.monitor = psycopg.connect(dsn("postgres"), autocommit=True)
         self.postmaster = find_postmaster(self.monitor)
-        self.logs = RESULTS / "logs"
+        self.logs = LOGS
         self.logs.mkdir(parents=True, exist_ok=True)
         self.profiles: list[Path] = []
 
@@ -349,17 +285,7 @@ class Bench:
         return phase
 
     def reset(self) -> None:
-        with psycopg.connect(self.conninfo, autocommit=True) as conn:
-            tables = [
-                sql.Identifier(row[0])
-                for row in conn.execute(
-                    "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
-                    " AND tablename LIKE 'zart\\_%'"
-                )
-            ]
-            conn.execute(
-                sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(sql.SQL(", ").join(tables))
-            )
+        truncate_tables(self.conninfo)
 
     def enqueue(self, n: int) -> float:
         """Start n executions through the client API; return the seconds it took."""
@@ -423,19 +349,13 @@ class Bench:
             options += ["--concurrency", str(args.concurrency)]
         procs = []
         for i in range(workers):
-            command = [sys.executable, "-m", "django", "runzartworker"]
+            command: list[str] = []
             if args.profile:
                 profile = RESULTS / ("profile-w%d-r%d-%d.pstats" % (workers, round_, i))
                 self.profiles.append(profile)
                 command = [sys.executable, str(HERE / "profile_worker.py"), str(profile)]
             log = self.logs / ("zart-w%d-r%d-%d.log" % (workers, round_, i))
-            with log.open("wb") as out:
-                procs.append(
-                    subprocess.Popen(
-                        [*command, *options],
-                        cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                    )
-                )
+            procs.append(start_worker(self.env, options, log, command=command))
         return procs
 
     def run_zart(
@@ -455,15 +375,7 @@ class Bench:
 
         done = self.wait(procs, poller, phase, on_poll, must_live=True)
         end = {p.pid: process_cpu(p.pid) or 0.0 for p in procs}
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                phase.notes.append("worker %d ignored SIGTERM for 30s; killed" % proc.pid)
+        phase.notes += stop_workers(procs)
         missed = ours.difference(ready)
         if missed:
             phase.notes.append("%d worker(s) registered after the work was done" % len(missed))
@@ -525,10 +437,7 @@ class Bench:
             time.sleep(POLL_EVERY)
 
     def abort(self, procs: list[subprocess.Popen[bytes]], message: str) -> None:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        kill_workers(procs)
         raise SystemExit(message)
 
 
@@ -568,10 +477,6 @@ def ratios(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def fmt(value: float | None, digits: int = 1) -> str:
-    return "-" if value is None else "%.*f" % (digits, value)
-
-
 def print_tables(summary: list[dict[str, Any]], ratio_rows: list[dict[str, Any]]) -> None:
     head = ("system", "workers", "enqueue/s", "startup s", "run s", "workflows/s", "steps/s",
             "commits/wf", "conns/wf", "worker CPU ms/step", "server CPU ms/step*", "WAL kB/wf*")
@@ -599,40 +504,6 @@ def print_tables(summary: list[dict[str, Any]], ratio_rows: list[dict[str, Any]]
         print_table(lines)
 
 
-def print_table(lines: list[tuple[str, ...]]) -> None:
-    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
-    for n, line in enumerate(lines):
-        print("  ".join(cell.rjust(w) for cell, w in zip(line, widths, strict=True)))
-        if n == 0:
-            print("  ".join("-" * w for w in widths))
-
-
-def environment(bench: Bench) -> dict[str, Any]:
-    import django
-
-    row = bench.monitor.execute("SHOW server_version").fetchone()
-    commit, changed = git("rev-parse", "HEAD"), git("status", "--porcelain", "django_zart")
-    return {
-        "python": platform.python_version(),
-        "django": django.get_version(),
-        "psycopg": psycopg.__version__,
-        "postgresql": row[0] if row else None,
-        "cpus": os.cpu_count(),
-        "loadavg_at_start": os.getloadavg(),
-        "git_commit": commit,
-        "engine_has_uncommitted_changes": None if changed is None else bool(changed),
-    }
-
-
-def git(*args: str) -> str | None:
-    try:
-        return subprocess.run(
-            ["git", *args], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
 def print_profiles(paths: list[Path]) -> None:
     import pstats
 
@@ -649,10 +520,10 @@ def print_profiles(paths: list[Path]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    env = configure_django(args)
-    create_database(args)
+    env = configure_django(args.database, settings_env(args))
+    create_database(args.database)
     bench = Bench(args, env)
-    meta = environment(bench)
+    meta = environment(bench.monitor)
     print("django-zart throughput: %d three-step workflows, workers %s, %d round(s); "
           "load average %.2f on %s CPUs"
           % (args.workflows, args.workers, args.repeat, meta["loadavg_at_start"][0],
@@ -690,7 +561,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(result, indent=2) + "\n")
-    print("\nWrote %s" % output.relative_to(ROOT) if output.is_relative_to(ROOT) else output)
+    print("\nWrote %s" % relative(output))
     if args.profile:
         print_profiles(bench.profiles)
     bench.monitor.close()
