@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .children import run_workflow, start_workflow
 from .context import WorkflowInfo, context
 from .decorators import step, workflow
 from .errors import (
@@ -37,11 +38,13 @@ from .waits import capture, now, sleep, sleep_until, wait_for_event
 
 if TYPE_CHECKING:
     from .client import (
+        acancel,
         astart,
         astart_and_wait,
         astatus,
         await_completion,
         await_execution,
+        cancel,
         start,
         start_and_wait,
         status,
@@ -53,11 +56,13 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 _CLIENT = {
+    "acancel",
     "astart",
     "astart_and_wait",
     "astatus",
     "await_completion",
     "await_execution",
+    "cancel",
     "start",
     "start_and_wait",
     "status",
@@ -107,22 +112,26 @@ __all__ = [
     "WorkerCrashLoop",
     "WorkflowInfo",
     "ZartError",
+    "acancel",
     "asend_event",
     "astart",
     "astart_and_wait",
     "astatus",
     "await_completion",
     "await_execution",
+    "cancel",
     "capture",
     "context",
     "map",
     "now",
+    "run_workflow",
     "schedule",
     "send_event",
     "sleep",
     "sleep_until",
     "start",
     "start_and_wait",
+    "start_workflow",
     "status",
     "step",
     "step_or",

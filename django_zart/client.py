@@ -7,6 +7,7 @@ exists only if that transaction commits, so a rolled-back signup starts no workf
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from datetime import timedelta
@@ -29,7 +30,9 @@ from .errors import (
 )
 from .models import Execution, Run, Task
 from .registry import Workflow, get_workflow
-from .states import ExecutionStatus
+from .states import TERMINAL, ExecutionStatus, RunStatus
+
+logger = logging.getLogger(__name__)
 
 _MAX_ID_LENGTH = Execution._meta.get_field("id").max_length or 255
 
@@ -47,11 +50,22 @@ def start(
     ``ExecutionAlreadyExists`` is raised with its status and nothing is started.
     """
     definition = get_workflow(workflow)
-    execution_id = _check_id(execution_id)
+    return create(definition, input, _check_id(execution_id), queue or definition.queue)
+
+
+def create(
+    definition: Workflow,
+    input: Any,
+    execution_id: str,
+    queue: str,
+    *,
+    parent_id: str | None = None,
+    wake_parent: bool = False,
+) -> str:
+    """Insert the execution, its first run and its task, and wake a worker, atomically."""
     what = "the input of workflow %r" % definition.name
     encoded = serialization.encode(input, what)
     serialization.dumps(encoded, what, get_settings().max_payload_bytes)
-    queue = queue or definition.queue
     deadline = None
     if definition.timeout is not None:
         deadline = Now() + timedelta(seconds=definition.timeout)
@@ -63,6 +77,8 @@ def start(
                 queue=queue,
                 input=encoded,
                 deadline_at=deadline,
+                parent_id=parent_id,
+                wake_parent=wake_parent,
             )
             Run.objects.create(execution_id=execution_id, index=1)
             Task.objects.create(execution_id=execution_id, queue=queue)
@@ -74,6 +90,52 @@ def start(
             raise
         raise ExecutionAlreadyExists(execution_id, status) from None
     return execution_id
+
+
+def cancel(execution_id: str, *, reason: str = "") -> bool:
+    """Cancel an unfinished execution and its unfinished children.
+
+    Its queued work is dropped at once; a worker running it finds out at its next write
+    (a step's checkpoint) and stops there, so a step already running completes its side
+    effects but its result is discarded. Returns ``False`` if it had already finished.
+    A parent waiting for it in ``run_workflow`` sees ``ExecutionCancelled``.
+    """
+    with transaction.atomic():
+        row = (
+            Execution.objects.select_for_update()
+            .filter(pk=execution_id)
+            .values_list("status", "run_index", "parent_id", "wake_parent")
+            .first()
+        )
+        if row is None:
+            raise ExecutionNotFound(execution_id)
+        status, run_index, parent_id, wake_parent = row
+        if status in TERMINAL:
+            return False
+        error = {"type": "django_zart.errors.ExecutionCancelled",
+                 "message": reason or "Cancelled on request."}
+        Task.objects.filter(execution_id=execution_id).delete()
+        Run.objects.filter(execution_id=execution_id, index=run_index).update(
+            status=RunStatus.CANCELLED, finished_at=Now(), error=error
+        )
+        Execution.objects.filter(pk=execution_id).update(
+            status=ExecutionStatus.CANCELLED, error=error, finished_at=Now(), updated_at=Now()
+        )
+        if wake_parent and parent_id is not None:
+            get_store().wake_body(parent_id)
+        children = list(
+            Execution.objects.filter(parent_id=execution_id)
+            .exclude(status__in=TERMINAL)
+            .values_list("pk", flat=True)
+        )
+        for child in children:
+            cancel(child, reason="Its parent %r was cancelled." % execution_id)
+    logger.info("Execution cancelled execution=%s children=%d", execution_id, len(children))
+    return True
+
+
+async def acancel(execution_id: str, *, reason: str = "") -> bool:
+    return await sync_to_async(cancel)(execution_id, reason=reason)
 
 
 def _check_id(execution_id: str | None) -> str:

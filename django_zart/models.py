@@ -55,6 +55,19 @@ class Execution(models.Model):
         help_text=_("Completed steps of runs from this index on are replayed."),
     )
     deadline_at = models.DateTimeField(_("deadline"), null=True, blank=True)
+    parent = models.ForeignKey(
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="children",
+        verbose_name=_("parent execution"),
+    )
+    wake_parent = models.BooleanField(
+        _("wakes its parent"),
+        default=False,
+        help_text=_("The parent waits for this child (run_workflow) and is woken when it ends."),
+    )
     created_at = models.DateTimeField(_("created"), db_default=Now(), db_index=True)
     started_at = models.DateTimeField(_("started"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)

@@ -375,3 +375,38 @@ def wide(data: dict) -> dict:
     mark("body-after-wait")
     return {"n": len(results), "pids": sorted({r["pid"] for r in results}),
             "ordered": [r["i"] for r in results] == list(range(data["n"]))}
+
+
+# -- child workflows and failure handlers -----------------------------------------------
+
+
+@zart.workflow("child-square")
+def child_square(data: dict) -> int:
+    mark("child-ran")
+    if data.get("fail"):
+        raise ValueError("child refuses %d" % data["x"])
+    if data.get("wait"):
+        zart.wait_for_event("never")
+    return add(data["x"] * data["x"], 0)
+
+
+@zart.workflow("parent")
+def parent(data: dict) -> dict:
+    squared = zart.run_workflow("child-square", {"x": data["x"]})
+    try:
+        zart.run_workflow(child_square, {"x": 2, "fail": True}, execution_id="%s-bad" %
+                          zart.context().execution_id)
+    except zart.ExecutionFailed as exc:
+        failure = exc.error["message"]
+    fire = zart.start_workflow("child-square", {"x": 3})
+    return {"squared": squared, "failure": failure, "fired": fire}
+
+
+@zart.workflow("waiting-parent")
+def waiting_parent(data: None) -> str:
+    try:
+        zart.run_workflow("child-square", {"x": 1, "wait": True},
+                          execution_id="%s-child" % zart.context().execution_id)
+    except zart.ExecutionCancelled:
+        return "child was cancelled"
+    return "child finished"

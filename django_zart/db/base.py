@@ -83,7 +83,8 @@ class Store:
             rows = {
                 e.pk: e
                 for e in Execution.objects.filter(pk__in=ids).only(
-                    "workflow", "input", "run_index", "replay_base", "deadline_at"
+                    "workflow", "input", "run_index", "replay_base", "deadline_at", "parent_id",
+                    "wake_parent",
                 )
             }
             runs = dict(
@@ -114,6 +115,8 @@ class Store:
                 kind=kind,
                 payload=payload,
                 branch=steps.get(step_id) if step_id else None,
+                parent_id=rows[execution_id].parent_id if rows[execution_id].wake_parent
+                else None,
             )
             for pk, execution_id, held_by, recoveries, kind, step_id, payload in tasks
         ]
@@ -235,6 +238,19 @@ class Store:
                 finished_at=now,
                 updated_at=now,
             )
+            if claim.parent_id is not None:
+                self.wake_body(claim.parent_id)
+
+    def wake_body(self, execution_id: str) -> None:
+        """Make an execution's body due now (or as soon as its worker releases it)."""
+        body = Task.objects.filter(execution_id=execution_id, kind=TaskKind.BODY)
+        body.update(
+            wake_pending=True,
+            run_after=Case(When(held_by__isnull=True, then=Now()), default=F("run_after")),
+        )
+        queue = body.values_list("queue", flat=True).first()
+        if queue is not None:
+            self.notify(queue)
 
     def rerun(self, claim: Claim, *, error: str) -> int:
         """Fail the current run and start the next one at once (workflow ``max_retries``)."""
@@ -303,7 +319,7 @@ class Store:
             body = (
                 Task.objects.select_for_update()
                 .filter(execution_id=claim.execution_id, kind=TaskKind.BODY)
-                .values_list("pk", "queue")
+                .values_list("pk", flat=True)
                 .first()
             )
             deleted, _ = Task.objects.filter(pk=claim.task_id, held_by=claim.token).delete()
@@ -319,10 +335,10 @@ class Store:
             )
             self._attempt_rows(step_id, point)
             if body is not None:
-                self._wake_for_group(claim, body[0], body[1])
+                self._wake_for_group(claim, body)
         return step_id
 
-    def _wake_for_group(self, claim: Claim, body_id: int, queue: str) -> None:
+    def _wake_for_group(self, claim: Claim, body_id: int) -> None:
         group = (
             Step.objects.filter(run_id=claim.run_id, kind=StepKind.GROUP,
                                 status=StepStatus.WAITING)
@@ -343,11 +359,7 @@ class Store:
         if unfinished:
             return
         Step.objects.filter(pk=group[0]).update(status=StepStatus.COMPLETED)
-        Task.objects.filter(pk=body_id).update(
-            wake_pending=True,
-            run_after=Case(When(held_by__isnull=True, then=Now()), default=F("run_after")),
-        )
-        self.notify(queue)
+        self.wake_body(claim.execution_id)
 
     def retry_branch(self, claim: Claim, point: Checkpoint) -> None:
         """Record a branch's failed attempt and release it until the retry is due."""

@@ -41,7 +41,8 @@ WITH claimed AS (
 )
 SELECT c.id, e.id, e.workflow, e.input, r.id, e.run_index, e.replay_base, e.deadline_at,
        COALESCE(s.fresh, false), c.recoveries, now(), c.kind, c.payload,
-       st.id, st.position, st.name, st.status, st.attempts, st.wake_at
+       st.id, st.position, st.name, st.status, st.attempts, st.wake_at,
+       CASE WHEN e.wake_parent THEN e.parent_id END
   FROM claimed c
   JOIN zart_executions e ON e.id = c.execution_id
   LEFT JOIN started s ON s.id = c.execution_id AND c.kind = 'BODY'
@@ -111,6 +112,7 @@ class PostgresStore(Store):
                 kind=row[11],
                 payload=_json(row[12]),
                 branch=None if row[13] is None else tuple(row[13:19]),
+                parent_id=row[19],
             )
             for row in rows
         ]
@@ -129,6 +131,9 @@ class PostgresStore(Store):
     def finish(
         self, claim: Claim, *, status: str, output: str | None, error: str | None
     ) -> None:
+        if claim.parent_id is not None:  # rare: the ORM path also wakes the parent
+            super().finish(claim, status=status, output=output, error=error)
+            return
         run_status = RUN_STATUS_FOR[status]
         with connection.cursor() as cursor:
             cursor.execute(

@@ -30,6 +30,8 @@ class Claim:
     """A branch's encoded ``[args, kwargs]``."""
     branch: tuple[int, str, str, str, int, datetime | None] | None = None
     """A branch's step row: ``(id, position, name, status, attempts, wake_at)``."""
+    parent_id: str | None = None
+    """The parent execution waiting for this one (``run_workflow``), woken when it ends."""
 
 
 @dataclass

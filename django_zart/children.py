@@ -1,0 +1,117 @@
+"""Child workflows: ``run_workflow`` waits for one, ``start_workflow`` does not.
+
+A child is an execution of its own (any worker runs it), linked to its parent. Its start
+is checkpointed in the parent, so a replay never starts it twice; its id, unless given,
+derives from the parent's id and the call's position. A waiting parent is suspended, and
+the child's end wakes it. Cancelling the parent cancels its unfinished children.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.db import transaction
+
+from . import serialization
+from .context import ExecutionContext, Suspend, require_body
+from .errors import ExecutionAlreadyExists, ExecutionCancelled, ExecutionFailed, ZartError
+from .registry import Workflow, get_workflow
+from .states import ExecutionStatus, StepKind, StepStatus
+from .steps import _in_event_loop
+
+
+def run_workflow(workflow: str | Workflow, input: Any = None, *,
+                 execution_id: str | None = None) -> Any:
+    """Start a child execution and return its output, or raise its failure.
+
+    Raises ``ExecutionFailed`` (with the child's stored error) or ``ExecutionCancelled``.
+    In an async workflow, ``await`` it.
+    """
+    if _in_event_loop():
+        return sync_to_async(_run_workflow)(workflow, input, execution_id, True)
+    return _run_workflow(workflow, input, execution_id, True)
+
+
+def start_workflow(workflow: str | Workflow, input: Any = None, *,
+                   execution_id: str | None = None) -> Any:
+    """Start a child execution without waiting for it; return its id."""
+    if _in_event_loop():
+        return sync_to_async(_run_workflow)(workflow, input, execution_id, False)
+    return _run_workflow(workflow, input, execution_id, False)
+
+
+def _run_workflow(workflow: str | Workflow, input: Any, execution_id: str | None,
+                  wait: bool) -> Any:
+    function = "run_workflow" if wait else "start_workflow"
+    ctx = require_body(function)
+    definition = get_workflow(workflow)
+    sequence, position = ctx.next_position(
+        "%s:%s" % (function, execution_id or definition.name)
+    )
+    record = ctx.recorded(sequence, position, StepKind.CHILD)
+    if record is None:
+        child_id = execution_id or "%s/%s" % (ctx.claim.execution_id, position)
+        _start_child(ctx, sequence, position, definition, input, child_id, wait)
+        if not wait:
+            return child_id
+        raise Suspend(None)
+    child_id = (record.result or {}).get("id", "")
+    if not wait:
+        return child_id
+    if record.status == StepStatus.SCHEDULED:
+        return _outcome_of_running(ctx, sequence, position, child_id)
+    return _replayed(record.status, child_id, record.result, record.error)
+
+
+def _start_child(ctx: ExecutionContext, sequence: int, position: str, definition: Workflow,
+                 input: Any, child_id: str, wait: bool) -> None:
+    from .client import create
+
+    status = StepStatus.SCHEDULED if wait else StepStatus.COMPLETED
+    point = ctx.checkpoint(sequence, position, definition.name, StepKind.CHILD, status,
+                           result=json.dumps({"id": child_id}))
+    with transaction.atomic():
+        step_id = ctx.store.record(ctx.claim, point)
+        try:
+            create(definition, input, child_id, definition.queue,
+                   parent_id=ctx.claim.execution_id, wake_parent=wait)
+        except ExecutionAlreadyExists:
+            from .models import Execution
+
+            parent = Execution.objects.filter(pk=child_id).values_list("parent_id", flat=True)
+            if parent.first() != ctx.claim.execution_id:
+                raise ZartError(
+                    "Cannot start child execution %r: that id belongs to another execution."
+                    % child_id
+                ) from None
+    ctx.remember_point(step_id, point, {"id": child_id})
+
+
+def _outcome_of_running(ctx: ExecutionContext, sequence: int, position: str,
+                        child_id: str) -> Any:
+    from .models import Execution
+    from .serialization import dumps
+
+    child = Execution.objects.filter(pk=child_id).values_list("status", "output", "error").first()
+    if child is None or child[0] not in (ExecutionStatus.COMPLETED, ExecutionStatus.FAILED,
+                                         ExecutionStatus.CANCELLED):
+        raise Suspend(None)
+    status, output, error = child
+    step_status = StepStatus.COMPLETED if status == ExecutionStatus.COMPLETED else StepStatus.FAILED
+    result = {"id": child_id, "output": output, "status": status}
+    ctx.write(ctx.checkpoint(
+        sequence, position, "child", StepKind.CHILD, step_status,
+        result=dumps(result, "a child's output", 1 << 30),
+        error=None if error is None else dumps(error, "an error", 1 << 30),
+    ), result)
+    return _replayed(step_status, child_id, result, error)
+
+
+def _replayed(status: str, child_id: str, result: Any, error: dict[str, Any] | None) -> Any:
+    if status == StepStatus.COMPLETED:
+        return serialization.decode(result.get("output"))
+    if result.get("status") == ExecutionStatus.CANCELLED:
+        raise ExecutionCancelled(child_id, error)
+    raise ExecutionFailed(child_id, error)
