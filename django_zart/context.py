@@ -163,8 +163,12 @@ class ExecutionContext:
         self.remember(record)
         return record
 
-    def claim_event(self, sequence: int, position: str, name: str) -> Any | None:
-        """Consume the oldest waiting event ``name`` into a checkpoint; its payload or None."""
+    def claim_event(self, sequence: int, position: str, name: str) -> tuple[Any] | None:
+        """Consume the oldest waiting event ``name`` into a checkpoint.
+
+        Returns ``(payload,)`` (the payload may well be ``None``), or ``None`` if no such
+        event is waiting.
+        """
         from .states import StepKind, StepStatus
 
         point = self.checkpoint(sequence, position, name, StepKind.EVENT, StepStatus.COMPLETED)
@@ -173,7 +177,7 @@ class ExecutionContext:
             return None
         step_id, payload = taken
         self.remember_point(step_id, point, payload)
-        return payload
+        return (payload,)
 
     def checkpoint(
         self,

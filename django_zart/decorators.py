@@ -25,6 +25,7 @@ def workflow(
     timeout: Duration | None = None,
     max_retries: int = 0,
     queue: str = "default",
+    on_failure: Callable[[Any, dict[str, Any]], Any] | None = None,
 ) -> Callable[[Callable[..., Any]], Workflow]: ...
 
 
@@ -35,13 +36,17 @@ def workflow(
     timeout: Duration | None = None,
     max_retries: int = 0,
     queue: str = "default",
+    on_failure: Callable[[Any, dict[str, Any]], Any] | None = None,
 ) -> Workflow | Callable[[Callable[..., Any]], Workflow]:
     """Register a function taking one input as a durable workflow.
 
     ``name`` defaults to the function's dotted path; it is what ``zart.start`` takes and
     what is stored, so keep it stable once executions exist. ``timeout`` fails an
     execution still unfinished that long after its start; ``max_retries`` reruns the body
-    after it raised (completed steps stay done).
+    after it raised (completed steps stay done). ``on_failure(input, error)`` runs once
+    when the execution fails for good (retries exhausted, timeout, non-determinism); it is
+    durable like a workflow body (its steps are checkpointed), and the execution ends
+    ``FAILED`` with the original error once it returns.
     """
     seconds = None if timeout is None else to_seconds(timeout)
 
@@ -52,6 +57,7 @@ def workflow(
             timeout=seconds,
             max_retries=max_retries,
             queue=queue,
+            on_failure=on_failure,
         )
         register(wf)
         return wf

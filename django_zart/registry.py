@@ -24,6 +24,7 @@ class Workflow:
         timeout: float | None,
         max_retries: int,
         queue: str,
+        on_failure: Callable[[Any, dict[str, Any]], Any] | None = None,
     ) -> None:
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
             raise ValueError("max_retries must be an int >= 0, not %r." % (max_retries,))
@@ -32,6 +33,7 @@ class Workflow:
         self.timeout = timeout
         self.max_retries = max_retries
         self.queue = queue
+        self.on_failure = on_failure
         self.is_async = asyncio.iscoroutinefunction(fn)
         functools.update_wrapper(self, fn)
 

@@ -110,7 +110,7 @@ def _wait_for_event(name: str, timeout: float | None) -> Any:
         raise EventTimeout(name, timeout or 0)
     received = ctx.claim_event(sequence, position, name)
     if received is not None:
-        return serialization.decode(received)
+        return serialization.decode(received[0])
     deadline = record.wake_at if record is not None else None
     if record is None and timeout is not None:
         deadline = ctx.now() + timedelta(seconds=timeout)

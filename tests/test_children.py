@@ -50,3 +50,19 @@ def test_a_cancelled_child_raises_in_its_waiting_parent(drain: Drain,
     zart.cancel("wp2-child")
     drain("wp2")
     assert zart.wait_completion("wp2", 1) == "child was cancelled"
+
+
+def test_on_failure_runs_once_durably_then_the_execution_fails(drain: Drain) -> None:
+    from django_zart.models import Run
+
+    zart.start("order", {"order": "A-1"}, execution_id="o")
+    drain("o")
+    with pytest.raises(zart.ExecutionFailed) as info:
+        zart.wait_completion("o", 1)
+    error = info.value.error
+    assert error["type"] == "builtins.ValueError" and error["compensation"] == "completed"
+    marks = list(SideEffect.objects.filter(execution_id="o").values_list("step", flat=True))
+    assert marks == ["order-body", "order-body", "refund", "refund",
+                     "compensated: builtins.ValueError"]
+    reasons = list(Run.objects.filter(execution_id="o").values_list("reason", flat=True))
+    assert reasons == ["INITIAL", "RETRY", "COMPENSATION"]

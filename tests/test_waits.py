@@ -73,6 +73,15 @@ class TestEvents:
         event = Event.objects.get(execution_id="ap")
         assert event.consumed_at is not None and event.consumed_by.position == "approved"
 
+    def test_an_event_without_payload_wakes_the_wait(self) -> None:
+        zart.start("two-events", None, execution_id="bare")
+        assert run_once("bare") == "suspended"
+        assert zart.send_event("bare", "x") is True
+        assert run_once("bare") == "suspended"  # the first wait got None, the second waits
+        assert zart.send_event("bare", "x") is True
+        assert run_once("bare") == "completed"
+        assert zart.wait_completion("bare", 1) == [None, None]
+
     def test_event_sent_before_the_wait_is_kept(self) -> None:
         zart.start("approval", {}, execution_id="early")
         assert zart.send_event("early", "approved", {"by": "bob"}) is False

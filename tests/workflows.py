@@ -410,3 +410,23 @@ def waiting_parent(data: None) -> str:
     except zart.ExecutionCancelled:
         return "child was cancelled"
     return "child finished"
+
+
+@zart.step("refund", retry=zart.Retry.fixed(1, "200ms"))
+def refund(order: str) -> str:
+    mark("refund")
+    if count("refund") == 1:
+        raise ConnectionError("refund API down once: retried, durably, inside the handler")
+    return "refunded %s" % order
+
+
+def undo_order(data: dict, error: dict) -> None:
+    refund(data["order"])
+    mark("compensated: %s" % error["type"])
+
+
+@zart.workflow("order", on_failure=undo_order, max_retries=1)
+def order(data: dict) -> None:
+    add(1, 1)
+    mark("order-body")
+    raise ValueError("payment provider down")

@@ -87,11 +87,12 @@ class Store:
                     "wake_parent",
                 )
             }
-            runs = dict(
-                Run.objects.filter(execution_id__in=ids)
+            runs = {
+                execution_id: (pk, reason)
+                for execution_id, pk, reason in Run.objects.filter(execution_id__in=ids)
                 .filter(index=F("execution__run_index"))
-                .values_list("execution_id", "pk")
-            )
+                .values_list("execution_id", "pk", "reason")
+            }
             steps = {
                 row[0]: row
                 for row in Step.objects.filter(pk__in=[t[5] for t in tasks if t[5]]).values_list(
@@ -105,7 +106,8 @@ class Store:
                 execution_id=execution_id,
                 workflow=rows[execution_id].workflow,
                 input=rows[execution_id].input,
-                run_id=runs[execution_id],
+                run_id=runs[execution_id][0],
+                run_reason=runs[execution_id][1],
                 run_index=rows[execution_id].run_index,
                 replay_base=rows[execution_id].replay_base,
                 deadline_at=rows[execution_id].deadline_at,
@@ -125,6 +127,12 @@ class Store:
         return Task.objects.claimable(queues=queues).exists()
 
     # -- replay ----------------------------------------------------------------------
+
+    def execution_error(self, execution_id: str) -> dict[str, Any] | None:
+        error: dict[str, Any] | None = (
+            Execution.objects.values_list("error", flat=True).get(pk=execution_id)
+        )
+        return error
 
     def load_checkpoints(self, claim: Claim) -> list[Record]:
         """All checkpoints the current run replays, in one query."""
@@ -252,8 +260,13 @@ class Store:
         if queue is not None:
             self.notify(queue)
 
-    def rerun(self, claim: Claim, *, error: str) -> int:
-        """Fail the current run and start the next one at once (workflow ``max_retries``)."""
+    def rerun(self, claim: Claim, *, error: str, reason: str = RunReason.RETRY) -> int:
+        """Fail the current run and start the next one at once.
+
+        A ``RETRY`` run (workflow ``max_retries``) replays the completed steps of the
+        earlier runs; a ``COMPENSATION`` run (``on_failure``) starts from a clean slate
+        and keeps the failure it handles as the execution's error.
+        """
         now = timezone.now()
         with transaction.atomic():
             self._release_task(claim, run_after=now)
@@ -261,9 +274,12 @@ class Store:
                 status=RunStatus.FAILED, finished_at=now, error=_loads(error)
             )
             index = claim.run_index + 1
-            Run.objects.create(execution_id=claim.execution_id, index=index, reason=RunReason.RETRY)
+            Run.objects.create(execution_id=claim.execution_id, index=index, reason=reason)
+            changes: dict[str, Any] = {}
+            if reason == RunReason.COMPENSATION:
+                changes = {"replay_base": index, "error": _loads(error)}
             Execution.objects.filter(pk=claim.execution_id).update(
-                run_index=index, status=ExecutionStatus.PENDING, updated_at=now
+                run_index=index, status=ExecutionStatus.PENDING, updated_at=now, **changes
             )
             queue = Task.objects.filter(pk=claim.task_id).values_list("queue", flat=True)
             self.notify(queue.get())

@@ -42,7 +42,7 @@ WITH claimed AS (
 SELECT c.id, e.id, e.workflow, e.input, r.id, e.run_index, e.replay_base, e.deadline_at,
        COALESCE(s.fresh, false), c.recoveries, now(), c.kind, c.payload,
        st.id, st.position, st.name, st.status, st.attempts, st.wake_at,
-       CASE WHEN e.wake_parent THEN e.parent_id END
+       CASE WHEN e.wake_parent THEN e.parent_id END, r.reason
   FROM claimed c
   JOIN zart_executions e ON e.id = c.execution_id
   LEFT JOIN started s ON s.id = c.execution_id AND c.kind = 'BODY'
@@ -113,6 +113,7 @@ class PostgresStore(Store):
                 payload=_json(row[12]),
                 branch=None if row[13] is None else tuple(row[13:19]),
                 parent_id=row[19],
+                run_reason=row[20],
             )
             for row in rows
         ]

@@ -30,6 +30,7 @@ class Claim:
     """A branch's encoded ``[args, kwargs]``."""
     branch: tuple[int, str, str, str, int, datetime | None] | None = None
     """A branch's step row: ``(id, position, name, status, attempts, wake_at)``."""
+    run_reason: str = "INITIAL"
     parent_id: str | None = None
     """The parent execution waiting for this one (``run_workflow``), woken when it ends."""
 
