@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from .children import run_workflow, start_workflow
 from .context import WorkflowInfo, context
+from .cron import CronError
 from .decorators import step, workflow
 from .errors import (
     DuplicateStepName,
@@ -32,7 +33,7 @@ from .errors import (
 )
 from .parallel import Handle, map, schedule, wait_all
 from .retry import Retry
-from .states import ExecutionStatus, RunStatus, StepStatus
+from .states import ExecutionStatus, OverlapPolicy, RunStatus, StepStatus
 from .steps import step_or
 from .waits import capture, now, sleep, sleep_until, wait_for_event
 
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
         wait_completion,
     )
     from .events import asend_event, send_event
+    from .schedules import schedule_recurring, unschedule
 
 __version__ = "0.1.0"
 
@@ -72,6 +74,7 @@ _CLIENT = {
 
 
 _EVENTS = {"asend_event", "send_event"}
+_SCHEDULES = {"schedule_recurring", "unschedule"}
 
 
 def __getattr__(name: str) -> Any:
@@ -84,10 +87,15 @@ def __getattr__(name: str) -> Any:
         from . import events
 
         return getattr(events, name)
+    if name in _SCHEDULES:
+        from . import schedules
+
+        return getattr(schedules, name)
     raise AttributeError("module 'django_zart' has no attribute %r" % name)
 
 
 __all__ = [
+    "CronError",
     "DuplicateStepName",
     "EventTimeout",
     "ExecutionAlreadyExists",
@@ -100,6 +108,7 @@ __all__ = [
     "Handle",
     "NonDeterminismError",
     "NotInWorkflow",
+    "OverlapPolicy",
     "PayloadTooLarge",
     "Retry",
     "RunStatus",
@@ -126,6 +135,7 @@ __all__ = [
     "now",
     "run_workflow",
     "schedule",
+    "schedule_recurring",
     "send_event",
     "sleep",
     "sleep_until",
@@ -135,6 +145,7 @@ __all__ = [
     "status",
     "step",
     "step_or",
+    "unschedule",
     "wait",
     "wait_all",
     "wait_completion",

@@ -24,7 +24,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from .models import Event, Execution, Run, Step, StepAttempt, Task, Worker
+from .models import Event, Execution, Run, Schedule, Step, StepAttempt, Task, Worker
 
 PAGE_LIMIT = 20_000
 """Characters of one JSON value or traceback shown on a change page."""
@@ -333,3 +333,18 @@ class EventAdmin(ReadOnlyAdmin):
     @admin.display(description=_("payload"))
     def payload_html(self, obj: Event) -> str:
         return json_html(obj.payload, limit=PAGE_LIMIT, empty=self.get_empty_value_display())
+
+
+@admin.register(Schedule)
+class ScheduleAdmin(ReadOnlyAdmin):
+    """Schedules are written by code (``schedule_recurring``, declarations); staff may
+    delete one to stop it. A schedule declared in code comes back at the next worker
+    start, so remove those from the code."""
+
+    list_display = ("name", "workflow", "cron", "every", "timezone", "overlap",
+                    "next_tick_at", "occurrence", "last_execution_id", "declared")
+    list_filter = ("overlap", "declared", "workflow")
+    search_fields = ("=name", "workflow")
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return request.user.has_perm("django_zart.delete_schedule")

@@ -26,6 +26,9 @@ def workflow(
     max_retries: int = 0,
     queue: str = "default",
     on_failure: Callable[[Any, dict[str, Any]], Any] | None = None,
+    schedule: str | None = None,
+    every: Duration | None = None,
+    schedule_options: dict[str, Any] | None = None,
 ) -> Callable[[Callable[..., Any]], Workflow]: ...
 
 
@@ -37,6 +40,9 @@ def workflow(
     max_retries: int = 0,
     queue: str = "default",
     on_failure: Callable[[Any, dict[str, Any]], Any] | None = None,
+    schedule: str | None = None,
+    every: Duration | None = None,
+    schedule_options: dict[str, Any] | None = None,
 ) -> Workflow | Callable[[Callable[..., Any]], Workflow]:
     """Register a function taking one input as a durable workflow.
 
@@ -47,6 +53,11 @@ def workflow(
     when the execution fails for good (retries exhausted, timeout, non-determinism); it is
     durable like a workflow body (its steps are checkpointed), and the execution ends
     ``FAILED`` with the original error once it returns.
+
+    ``schedule`` (cron, e.g. ``"*/5 * * * *"``) or ``every`` (e.g. ``"10m"``) makes it
+    recurring; ``schedule_options`` passes ``timezone``, ``input``, ``overlap``,
+    ``catch_up`` and ``execution_id`` as for ``zart.schedule_recurring``. An invalid cron
+    is refused here, at import.
     """
     seconds = None if timeout is None else to_seconds(timeout)
 
@@ -60,6 +71,10 @@ def workflow(
             on_failure=on_failure,
         )
         register(wf)
+        if schedule is not None or every is not None:
+            from .schedules import declare
+
+            declare(wf.name, cron=schedule, every=every, **(schedule_options or {}))
         return wf
 
     if callable(name):

@@ -16,6 +16,7 @@ from .states import (
     TERMINAL,
     AttemptStatus,
     ExecutionStatus,
+    OverlapPolicy,
     RunReason,
     RunStatus,
     StepKind,
@@ -303,6 +304,48 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return "%s to %s" % (self.name, self.execution_id)
+
+
+class Schedule(models.Model):
+    """A recurring workflow: an execution per tick, started by whichever worker is up."""
+
+    name = models.CharField(_("name"), primary_key=True, max_length=200)
+    workflow = models.CharField(_("workflow"), max_length=255)
+    input = models.JSONField(_("input"), null=True, blank=True)
+    cron = models.CharField(_("cron"), max_length=100, blank=True)
+    every = models.FloatField(_("every (seconds)"), null=True, blank=True)
+    timezone = models.CharField(_("time zone"), max_length=64, default="UTC")
+    overlap = models.CharField(
+        _("overlap"), max_length=8, choices=OverlapPolicy.choices, default=OverlapPolicy.SKIP
+    )
+    catch_up = models.FloatField(
+        _("catch-up window (seconds)"),
+        default=3600,
+        help_text=_("Ticks missed by less than this (a worker outage) still run."),
+    )
+    execution_id = models.CharField(
+        _("execution id template"), max_length=200, default="{schedule}-{tick}"
+    )
+    next_tick_at = models.DateTimeField(_("next tick"))
+    occurrence = models.PositiveIntegerField(_("ticks started"), default=0)
+    last_execution_id = models.CharField(_("last execution"), max_length=255, blank=True)
+    declared = models.BooleanField(
+        _("declared in code"),
+        default=False,
+        help_text=_("Kept in step with a @zart.workflow(schedule=...) at every worker start."),
+    )
+    created_at = models.DateTimeField(_("created"), db_default=Now())
+    updated_at = models.DateTimeField(_("updated"), db_default=Now())
+
+    class Meta:
+        db_table = "zart_schedules"
+        verbose_name = _("schedule")
+        verbose_name_plural = _("schedules")
+        ordering = ["name"]
+        indexes = [models.Index(fields=["next_tick_at"], name="zart_schedule_due")]
+
+    def __str__(self) -> str:
+        return "%s (%s)" % (self.name, self.cron or "every %ss" % self.every)
 
 
 class Worker(models.Model):

@@ -109,3 +109,9 @@ class AttemptStatus(models.TextChoices):
 class TaskKind(models.TextChoices):
     BODY = "BODY", pgettext_lazy("Task", "Workflow body")
     BRANCH = "BRANCH", pgettext_lazy("Task", "Parallel branch")
+
+
+class OverlapPolicy(models.TextChoices):
+    SKIP = "SKIP", pgettext_lazy("Schedule", "Skip the tick while the previous one runs")
+    CANCEL = "CANCEL", pgettext_lazy("Schedule", "Cancel the previous one and start anew")
+    ALLOW = "ALLOW", pgettext_lazy("Schedule", "Always start")

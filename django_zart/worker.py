@@ -27,8 +27,12 @@ from .conf import get_settings
 from .db import Claim, get_store
 from .listener import Listener
 from .models import Worker as WorkerRow
+from .schedules import run_due, sync_declared
 
 logger = logging.getLogger(__name__)
+
+SCHEDULE_INTERVAL = 1.0
+"""Seconds between a worker's looks for due schedule ticks."""
 
 
 @dataclass
@@ -96,6 +100,7 @@ class Worker:
                 concurrency=opts.concurrency,
             )
         )
+        sync_declared()
         threads = [
             threading.Thread(target=self._work, name="zart-%d" % i, daemon=True)
             for i in range(opts.concurrency)
@@ -115,8 +120,12 @@ class Worker:
 
     def _loop(self) -> None:
         opts = self.options
+        next_schedules = 0.0
         while not self._stop.is_set():
             self._wake.clear()  # before claiming: a wake-up during the claim is kept
+            if time.monotonic() >= next_schedules:
+                next_schedules = time.monotonic() + SCHEDULE_INTERVAL
+                self._run_schedules()
             with self._lock:
                 idle = 2 * opts.concurrency - len(self._running)
             if idle <= 0:
@@ -146,9 +155,16 @@ class Worker:
                     break
             self._wake.wait(self._idle_wait())
 
+    def _run_schedules(self) -> None:
+        try:
+            run_due()
+        except Exception:
+            logger.exception("Starting due schedule ticks failed; trying again shortly")
+            connection.close()
+
     def _idle_wait(self) -> float:
         """Until the earliest known due time, a notification, or the poll interval."""
-        interval = self.options.poll_interval
+        interval = min(self.options.poll_interval, SCHEDULE_INTERVAL)
         try:
             due_in = self.store.next_due_in(queues=self.options.queues)
         except Exception:

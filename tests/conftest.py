@@ -78,8 +78,8 @@ def drain(run_worker: Callable[..., int]) -> Callable[..., None]:
 class WorkerProcess:
     """A real ``runzartworker`` process on the test database."""
 
-    def __init__(self, *args: str) -> None:
-        env = dict(os.environ)
+    def __init__(self, *args: str, modules: str = "") -> None:
+        env = dict(os.environ, ZART_TEST_MODULES=modules)
         env["ZART_TEST_DATABASE_NAME"] = connection.settings_dict["NAME"]
         env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
         # A file, not a pipe: a worker logging one line per step would fill a pipe
@@ -115,8 +115,8 @@ class WorkerProcess:
 def worker_process() -> Iterator[Callable[..., WorkerProcess]]:
     started: list[WorkerProcess] = []
 
-    def start(*args: str) -> WorkerProcess:
-        proc = WorkerProcess(*args)
+    def start(*args: str, modules: str = "") -> WorkerProcess:
+        proc = WorkerProcess(*args, modules=modules)
         started.append(proc)
         return proc
 

@@ -66,7 +66,12 @@ if _default["ENGINE"] == "django.db.backends.sqlite3":
 if os.environ.get("ZART_TEST_DATABASE_NAME"):
     _default["NAME"] = os.environ["ZART_TEST_DATABASE_NAME"]
 
-ZART = {"POLL_INTERVAL": 0.05, "ORPHAN_TIMEOUT": 30}
+ZART = {
+    "POLL_INTERVAL": 0.05,
+    "ORPHAN_TIMEOUT": 30,
+    # Worker processes of the schedule tests also load a module that declares one.
+    "WORKFLOW_MODULES": [m for m in os.environ.get("ZART_TEST_MODULES", "").split(",") if m],
+}
 
 LOGGING = {
     "version": 1,

@@ -430,3 +430,12 @@ def order(data: dict) -> None:
     add(1, 1)
     mark("order-body")
     raise ValueError("payment provider down")
+
+
+# -- recurring ---------------------------------------------------------------------------
+
+
+@zart.workflow("long-tick")
+def long_tick(data: dict) -> str:
+    time.sleep(data.get("seconds", 0))
+    return "done"
