@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -85,13 +87,22 @@ class ExecutionContext:
     sequence: int = 0
     occurrences: dict[str, int] = field(default_factory=dict)
     explicit_seen: set[str] = field(default_factory=set)
-    step: str | None = None
-    attempt: int = 0
     started: float = field(default_factory=time.monotonic)
 
     def __post_init__(self) -> None:
         self.records = {r.sequence: r for r in self.loaded if r.sequence}
         self.by_position = {r.position: r for r in self.loaded}
+
+    @property
+    def step(self) -> str | None:
+        """The step whose attempt runs in this thread or task, if any."""
+        scope = _step_scope.get()
+        return None if scope is None else scope[0]
+
+    @property
+    def attempt(self) -> int:
+        scope = _step_scope.get()
+        return 0 if scope is None else scope[1]
 
     def now(self) -> datetime:
         """The database clock, read at claim time and advanced by the monotonic clock."""
@@ -216,6 +227,19 @@ class ExecutionContext:
 
 
 current: ContextVar[ExecutionContext | None] = ContextVar("zart_execution", default=None)
+
+_step_scope: ContextVar[tuple[str, int] | None] = ContextVar("zart_step", default=None)
+"""The running step attempt. A context variable, not a field of the shared execution
+context: steps gathered in one event loop each run in their own asyncio task."""
+
+
+@contextmanager
+def in_step(name: str, attempt: int) -> Iterator[None]:
+    token = _step_scope.set((name, attempt))
+    try:
+        yield
+    finally:
+        _step_scope.reset(token)
 
 
 def require(function: str) -> ExecutionContext:

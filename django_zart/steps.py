@@ -23,7 +23,7 @@ from django.db import connection
 
 from . import serialization
 from .conf import get_settings
-from .context import ExecutionContext, Record, Suspend, current
+from .context import ExecutionContext, Record, Suspend, current, in_step
 from .errors import SerializationError, StepTimeout, ZartError
 from .failures import step_failed
 from .retry import Retry
@@ -150,15 +150,13 @@ class Step:
         while True:
             if isinstance(attempt, Replayed):
                 return attempt.value
-            ctx.step, ctx.attempt = self.name, attempt.number
             try:
-                value = self.run_sync(args, kwargs)
+                with in_step(attempt.position, attempt.number):
+                    value = self.run_sync(args, kwargs)
             except Exception as exc:
                 attempt = failed(ctx, self, attempt, exc)
             else:
                 return succeeded(ctx, self, attempt, value)
-            finally:
-                ctx.step = None
 
     async def _acall(self, ctx: ExecutionContext, name: str, explicit: bool,
                      args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -166,14 +164,12 @@ class Step:
         while True:
             if isinstance(attempt, Replayed):
                 return attempt.value
-            ctx.step, ctx.attempt = self.name, attempt.number
             try:
-                value = await self.run_async(args, kwargs)
+                with in_step(attempt.position, attempt.number):
+                    value = await self.run_async(args, kwargs)
             except Exception as exc:
-                ctx.step = None
                 attempt = await sync_to_async(failed)(ctx, self, attempt, exc)
             else:
-                ctx.step = None
                 return await sync_to_async(succeeded)(ctx, self, attempt, value)
 
     def run_sync(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

@@ -93,3 +93,14 @@ def test_step_timeouts(drain: Drain) -> None:
     sync = Step.objects.get(execution_id="to", position="slow-sync")
     first = StepAttempt.objects.get(step=sync, number=1)
     assert sync.attempts == 2 and first.error["type"] == "django_zart.errors.StepTimeout"
+
+
+def test_asyncio_gather_runs_steps_concurrently_and_durably(drain: Drain) -> None:
+    zart.start("gathered", None, execution_id="g")
+    drain("g")
+    names = ["async-inc-0", "async-inc-1", "async-inc-2"]
+    assert zart.wait_completion("g", 1) == [[0, 2, 4], names, [22, 42]]
+    positions = set(Step.objects.filter(execution_id="g").values_list("position", flat=True))
+    assert {"async-inc-0", "async-inc-1", "async-inc-2", "async-inc-10",
+            "async-inc-20"} <= positions
+    assert Step.objects.filter(execution_id="g").count() == 10

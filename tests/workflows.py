@@ -439,3 +439,27 @@ def order(data: dict) -> None:
 def long_tick(data: dict) -> str:
     time.sleep(data.get("seconds", 0))
     return "done"
+
+
+@zart.step("async-inc-{x}")
+async def async_inc(x: int) -> dict:
+    import asyncio
+
+    await asyncio.sleep(0.01 * (5 - x))  # finish in reverse order
+    info = zart.context()
+    return {"x": x + 1, "step": info.step}
+
+
+@zart.workflow("gathered")
+async def gathered(data: None) -> list:
+    import asyncio
+
+    async def part(x: int) -> int:
+        first = await async_inc(x)
+        second = await async_double(first["x"])  # reached in completion order
+        return second
+
+    plain = await asyncio.gather(*(async_double(x) for x in range(3)))
+    named = await asyncio.gather(*(async_inc(x) for x in range(3)))
+    parts = await asyncio.gather(*(part(x) for x in (10, 20)))
+    return [plain, [n["step"] for n in named], parts]
