@@ -15,11 +15,10 @@ from asgiref.sync import sync_to_async
 from django.db import transaction
 
 from . import serialization
-from .context import ExecutionContext, Suspend, require_body
+from .context import ExecutionContext, Suspend, in_event_loop, require_body
 from .errors import ExecutionAlreadyExists, ExecutionCancelled, ExecutionFailed, ZartError
 from .registry import Workflow, get_workflow
 from .states import ExecutionStatus, StepKind, StepStatus
-from .steps import _in_event_loop
 
 
 def run_workflow(workflow: str | Workflow, input: Any = None, *,
@@ -29,7 +28,7 @@ def run_workflow(workflow: str | Workflow, input: Any = None, *,
     Raises ``ExecutionFailed`` (with the child's stored error) or ``ExecutionCancelled``.
     In an async workflow, ``await`` it.
     """
-    if _in_event_loop():
+    if in_event_loop():
         return sync_to_async(_run_workflow)(workflow, input, execution_id, True)
     return _run_workflow(workflow, input, execution_id, True)
 
@@ -37,7 +36,7 @@ def run_workflow(workflow: str | Workflow, input: Any = None, *,
 def start_workflow(workflow: str | Workflow, input: Any = None, *,
                    execution_id: str | None = None) -> Any:
     """Start a child execution without waiting for it; return its id."""
-    if _in_event_loop():
+    if in_event_loop():
         return sync_to_async(_run_workflow)(workflow, input, execution_id, False)
     return _run_workflow(workflow, input, execution_id, False)
 

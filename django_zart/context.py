@@ -7,6 +7,7 @@ the current execution here. The control-flow exceptions below derive from
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterator
@@ -240,6 +241,15 @@ def in_step(name: str, attempt: int) -> Iterator[None]:
         yield
     finally:
         _step_scope.reset(token)
+
+
+def in_event_loop() -> bool:
+    """Whether this thread runs an event loop: durable calls then return awaitables."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def require(function: str) -> ExecutionContext:

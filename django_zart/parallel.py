@@ -18,11 +18,11 @@ from asgiref.sync import sync_to_async
 
 from . import serialization
 from .conf import get_settings
-from .context import ExecutionContext, Record, Suspend, require_body
+from .context import ExecutionContext, Record, Suspend, in_event_loop, require_body
 from .errors import ZartError
 from .failures import step_failed
 from .states import StepKind, StepStatus
-from .steps import Step, _in_event_loop
+from .steps import Step
 
 FINISHED = (StepStatus.COMPLETED, StepStatus.FAILED)
 
@@ -77,7 +77,7 @@ def wait_all(handles: Iterable[Handle], *, return_exceptions: bool = False) -> A
     In an async workflow, ``await`` it.
     """
     handles = list(handles)
-    if _in_event_loop():
+    if in_event_loop():
         return sync_to_async(_wait_all)(handles, return_exceptions)
     return _wait_all(handles, return_exceptions)
 
@@ -85,7 +85,7 @@ def wait_all(handles: Iterable[Handle], *, return_exceptions: bool = False) -> A
 def map(step: Step, items: Iterable[Any]) -> Any:  # noqa: A001 - zart.map reads well
     """``step(item)`` for every item, as parallel branches; their results in order."""
     calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = [((item,), {}) for item in items]
-    if _in_event_loop():
+    if in_event_loop():
         return _amap(step, calls)
     return _wait_all(_schedule_many(step, calls, "map"), False)
 

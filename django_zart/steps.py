@@ -23,7 +23,7 @@ from django.db import connection
 
 from . import serialization
 from .conf import get_settings
-from .context import ExecutionContext, Record, Suspend, current, in_step
+from .context import ExecutionContext, Record, Suspend, current, in_event_loop, in_step
 from .errors import SerializationError, StepTimeout, ZartError
 from .failures import step_failed
 from .retry import Retry
@@ -129,7 +129,7 @@ class Step:
             # Outside a workflow, or nested in another step (which is the durable unit).
             return self.fn(*args, **kwargs)
         name, is_explicit = self.position_name(explicit, args, kwargs)
-        if _in_event_loop():
+        if in_event_loop():
             if not self.is_async:
                 raise TypeError(
                     "Step %r is synchronous but was called from an async workflow; make it "
@@ -218,14 +218,6 @@ class Step:
 
 def _origin(fn: Callable[..., Any]) -> str:
     return "%s.%s" % (fn.__module__, fn.__qualname__)
-
-
-def _in_event_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 def plan(ctx: ExecutionContext, step: Step, name: str, explicit: bool) -> Attempt | Replayed:

@@ -7,7 +7,6 @@ In an ``async def`` workflow, await them: ``await zart.sleep("cool-off", "1h")``
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -17,7 +16,7 @@ from asgiref.sync import sync_to_async
 
 from . import serialization
 from .conf import get_settings
-from .context import ExecutionContext, Record, Suspend, require_body
+from .context import ExecutionContext, Record, Suspend, in_event_loop, require_body
 from .durations import Duration, to_seconds
 from .errors import EventTimeout
 from .states import StepKind, StepStatus
@@ -31,17 +30,9 @@ def _begin(function: str, kind: str, name: str) -> tuple[ExecutionContext, int, 
     return ctx, sequence, position, ctx.recorded(sequence, position, kind)
 
 
-def _in_event_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
 def _sync_or_async(function: Callable[..., Any], *args: Any) -> Any:
     """Run now in a sync workflow; return an awaitable in an async one (ORM off the loop)."""
-    if _in_event_loop():
+    if in_event_loop():
         return sync_to_async(function)(*args)
     return function(*args)
 
@@ -150,7 +141,7 @@ def capture(name: str, fn: Callable[[], Any]) -> Any:
     ``fn`` may be a coroutine function in an async workflow. Unlike a step, it has no
     retry policy: an exception propagates to the workflow and nothing is recorded.
     """
-    if _in_event_loop():
+    if in_event_loop():
         return _acapture(name, fn)
     return _capture("capture", name, lambda ctx: fn())
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -51,3 +52,8 @@ class Checkpoint:
     at: datetime
     attempt_rows: tuple[tuple[int, str, str | None], ...] = ()
     """``(number, status, error JSON)`` rows for zart_step_attempts."""
+
+
+def loads_json(text: str | None) -> Any:
+    """Checkpoints carry JSON text; the ORM's JSONField wants the value."""
+    return None if text is None else json.loads(text)

@@ -1,0 +1,122 @@
+"""The store's writes for parallel branches: scheduling, outcomes, the body's wake-up."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+
+from ..context import LeaseLost, Record
+from ..models import Execution, Step, Task
+from ..states import StepKind, StepStatus, TaskKind
+from .types import Checkpoint, Claim, loads_json
+
+
+class BranchWrites:
+    """Mixed into ``Store``; uses its fenced ``_upsert`` and wake-up helpers."""
+
+    def _upsert(self, claim: Claim, point: Checkpoint) -> int:
+        raise NotImplementedError
+
+    def _attempt_rows(self, step_id: int, point: Checkpoint) -> None:
+        raise NotImplementedError
+
+    def _release_task(self, claim: Claim, *, run_after: Any) -> None:
+        raise NotImplementedError
+
+    def wake_body(self, execution_id: str) -> None:
+        raise NotImplementedError
+
+    def notify(self, queue: str) -> None:
+        raise NotImplementedError
+
+    def schedule_branches(
+        self, claim: Claim, points: list[Checkpoint], payloads: list[Any]
+    ) -> list[int]:
+        """Record branches and queue them for any worker, in one transaction."""
+        with transaction.atomic():
+            step_ids = [self._upsert(claim, point) for point in points]
+            queue = Execution.objects.values_list("queue", flat=True).get(pk=claim.execution_id)
+            Task.objects.bulk_create(
+                Task(execution_id=claim.execution_id, kind=TaskKind.BRANCH, queue=queue,
+                     step_id=step_id, payload=payload)
+                for step_id, payload in zip(step_ids, payloads, strict=True)
+            )
+            self.notify(queue)
+        return step_ids
+
+    def branch_states(self, claim: Claim, positions: list[str]) -> list[Record]:
+        """The current rows of these branches (other workers write them)."""
+        rows = Step.objects.filter(run_id=claim.run_id, position__in=positions).values_list(
+            "pk", "sequence", "position", "name", "kind", "status", "result", "error",
+            "attempts", "wake_at",
+        )
+        return [Record(*row) for row in rows]
+
+    def finish_branch(self, claim: Claim, point: Checkpoint) -> int:
+        """Record a branch's outcome; the last branch of a waited group wakes the body.
+
+        The body's task row is locked first, so branches finishing at the same instant
+        take turns: exactly one of them sees the group complete and wakes the body.
+        """
+        assert claim.branch is not None
+        step_id = claim.branch[0]
+        with transaction.atomic():
+            body = (
+                Task.objects.select_for_update()
+                .filter(execution_id=claim.execution_id, kind=TaskKind.BODY)
+                .values_list("pk", flat=True)
+                .first()
+            )
+            deleted, _ = Task.objects.filter(pk=claim.task_id, held_by=claim.token).delete()
+            if not deleted:
+                raise LeaseLost()
+            Step.objects.filter(pk=step_id).update(
+                status=point.status,
+                result=loads_json(point.result),
+                error=loads_json(point.error),
+                attempts=point.attempts,
+                wake_at=None,
+                updated_at=point.at,
+            )
+            self._attempt_rows(step_id, point)
+            if body is not None:
+                self._wake_for_group(claim, body)
+        return step_id
+
+    def _wake_for_group(self, claim: Claim, body_id: int) -> None:
+        group = (
+            Step.objects.filter(run_id=claim.run_id, kind=StepKind.GROUP,
+                                status=StepStatus.WAITING)
+            .values_list("pk", "result")
+            .first()
+        )
+        if group is None:
+            # The body has not suspended on a group (yet): if it runs, make its release
+            # due at once so it looks again.
+            Task.objects.filter(pk=body_id, held_by__isnull=False).update(wake_pending=True)
+            return
+        unfinished = (
+            Step.objects.filter(run_id=claim.run_id,
+                                position__in=(group[1] or {}).get("positions", []))
+            .exclude(status__in=[StepStatus.COMPLETED, StepStatus.FAILED])
+            .exists()
+        )
+        if unfinished:
+            return
+        Step.objects.filter(pk=group[0]).update(status=StepStatus.COMPLETED)
+        self.wake_body(claim.execution_id)
+
+    def retry_branch(self, claim: Claim, point: Checkpoint) -> None:
+        """Record a branch's failed attempt and release it until the retry is due."""
+        assert claim.branch is not None and point.wake_at is not None
+        with transaction.atomic():
+            self._release_task(claim, run_after=point.wake_at)
+            Step.objects.filter(pk=claim.branch[0]).update(
+                status=StepStatus.RETRYING,
+                error=loads_json(point.error),
+                attempts=point.attempts,
+                wake_at=point.wake_at,
+                updated_at=point.at,
+            )
+            self._attempt_rows(claim.branch[0], point)
