@@ -91,7 +91,7 @@ def _execute(claim: Claim, store: Store) -> str:
         return _fail(claim, store, exc, workflow)
     finally:
         current.reset(token)
-    return _complete(claim, store, output)
+    return _complete(claim, store, output, workflow)
 
 
 def _call(fn: Callable[..., Any], *args: Any) -> Any:
@@ -137,14 +137,14 @@ def _compensate(claim: Claim, store: Store, workflow: Workflow) -> str:
     return "failed"
 
 
-def _complete(claim: Claim, store: Store, output: Any) -> str:
+def _complete(claim: Claim, store: Store, output: Any, workflow: Workflow) -> str:
     what = "the output of workflow %r" % claim.workflow
     try:
         text = serialization.dumps(
             serialization.encode(output, what), what, get_settings().max_payload_bytes
         )
     except SerializationError as exc:
-        return _fail(claim, store, exc, None)
+        return _fail(claim, store, exc, workflow)
     store.finish(claim, status=ExecutionStatus.COMPLETED, output=text, error=None)
     logger.info(
         "Execution completed execution=%s workflow=%s", claim.execution_id, claim.workflow
