@@ -78,3 +78,20 @@ def test_a_thousand_iterations_survive_a_sigkill(worker_process: Start) -> None:
     assert Step.objects.filter(execution_id="long-loop").count() == 1000
     print("\n1000-iteration loop with a SIGKILL: %.2fs (%.0f steps/s, incl. 2s takeover)"
           % (elapsed, 1000 / elapsed))
+
+
+def test_children_failure_handlers_and_cancel_across_processes(worker_process: Start) -> None:
+    workers = [worker_process("--concurrency", "2") for _ in range(2)]
+    zart.start("parent", {"x": 9}, execution_id="pp")
+    zart.start("order", {"order": "B-2"}, execution_id="oo")
+    zart.start("waiting-parent", None, execution_id="ww")
+    assert zart.wait_completion("pp", 30)["squared"] == 81
+    with pytest.raises(zart.ExecutionFailed) as info:
+        zart.wait_completion("oo", 30)
+    assert info.value.error["compensation"] == "completed"
+    wait_for(lambda: zart.status("ww-child").status == "SUSPENDED", 30, "the waiting child")
+    assert zart.cancel("ww") is True
+    assert zart.status("ww-child").status == "CANCELLED"
+    for worker in workers:
+        assert worker.terminate() == 0
+    assert not Task.objects.exclude(execution__status="PENDING").exists()
