@@ -238,3 +238,17 @@ def test_step_changelist_queries_are_bounded(
         response = admin_client.get(url)
 
     assert response.text.count('<td class="field-execution_html">') == 50
+
+
+def test_schedules_are_listed_and_deletable(admin_client: Client) -> None:
+    from django.utils import timezone
+
+    from django_zart.models import Schedule
+
+    Schedule.objects.create(name="nightly-<b>", workflow="reports", cron="0 2 * * *",
+                            next_tick_at=timezone.now())
+    listing = admin_client.get(admin_url(Schedule, "changelist"))
+    assert listing.status_code == 200 and "nightly-&lt;b&gt;" in listing.text
+    assert admin_client.get(admin_url(Schedule, "add")).status_code == 403
+    response = admin_client.post(admin_url(Schedule, "delete", "nightly-<b>"), {"post": "yes"})
+    assert response.status_code == 302 and not Schedule.objects.exists()
