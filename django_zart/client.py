@@ -125,7 +125,7 @@ def cancel(execution_id: str, *, reason: str = "") -> bool:
             get_store().wake_body(parent_id)
         children = list(
             Execution.objects.filter(parent_id=execution_id)
-            .exclude(status__in=TERMINAL)
+            .unfinished()
             .values_list("pk", flat=True)
         )
         for child in children:

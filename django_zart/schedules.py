@@ -24,7 +24,7 @@ from .cron import Cron, CronError
 from .durations import Duration, to_seconds
 from .errors import ExecutionAlreadyExists, ZartError
 from .registry import Workflow, get_workflow
-from .states import TERMINAL, OverlapPolicy
+from .states import OverlapPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -202,8 +202,7 @@ def _tick(row: Any, now: datetime) -> int:
         row.occurrence += 1
         if tick >= oldest:
             previous = row.last_execution_id
-            running = previous and Execution.objects.filter(pk=previous).exclude(
-                status__in=TERMINAL).exists()
+            running = previous and Execution.objects.filter(pk=previous).unfinished().exists()
             if running and row.overlap == OverlapPolicy.SKIP:
                 logger.info("Schedule tick skipped schedule=%s running=%s", row.name, previous)
                 tick = recurrence.next_after(tick)

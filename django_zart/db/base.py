@@ -123,9 +123,6 @@ class Store(BranchWrites):
             for pk, execution_id, held_by, recoveries, kind, step_id, payload in tasks
         ]
 
-    def has_due_work(self, *, queues: list[str]) -> bool:
-        return Task.objects.claimable(queues=queues).exists()
-
     # -- replay ----------------------------------------------------------------------
 
     def execution_error(self, execution_id: str) -> dict[str, Any] | None:
