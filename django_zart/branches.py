@@ -17,7 +17,7 @@ from .db.base import Store
 from .db.types import Checkpoint, Claim
 from .errors import StepFailed, WorkerCrashLoop, ZartError
 from .states import StepKind, StepStatus
-from .steps import Attempt, error_text, get_step
+from .steps import Attempt, get_step
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def execute_branch(claim: Claim, store: Store) -> str:
             raise WorkerCrashLoop(claim.execution_id, claim.recoveries)
     except ZartError as exc:
         ctx.write(ctx.checkpoint(0, position, name, StepKind.BRANCH, StepStatus.FAILED,
-                                 error=error_text(exc), attempts=attempt.number))
+                                 error=serialization.error_text(exc), attempts=attempt.number))
         return "failed"
     args, kwargs = serialization.decode(claim.payload)
     token = current.set(ctx)

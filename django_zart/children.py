@@ -91,7 +91,7 @@ def _start_child(ctx: ExecutionContext, sequence: int, position: str, definition
 def _outcome_of_running(ctx: ExecutionContext, sequence: int, position: str,
                         child_id: str) -> Any:
     from .models import Execution
-    from .serialization import dumps
+    from .serialization import ERROR_LIMIT, dumps
 
     child = Execution.objects.filter(pk=child_id).values_list("status", "output", "error").first()
     if child is None or child[0] not in (ExecutionStatus.COMPLETED, ExecutionStatus.FAILED,
@@ -102,8 +102,8 @@ def _outcome_of_running(ctx: ExecutionContext, sequence: int, position: str,
     result = {"id": child_id, "output": output, "status": status}
     ctx.write(ctx.checkpoint(
         sequence, position, "child", StepKind.CHILD, step_status,
-        result=dumps(result, "a child's output", 1 << 30),
-        error=None if error is None else dumps(error, "an error", 1 << 30),
+        result=dumps(result, "a child's output", ERROR_LIMIT),
+        error=None if error is None else dumps(error, "an error", ERROR_LIMIT),
     ), result)
     return _replayed(step_status, child_id, result, error)
 

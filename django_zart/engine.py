@@ -82,7 +82,7 @@ def _execute(claim: Claim, store: Store) -> str:
         return _fail(claim, store, abort.error, workflow)
     except Exception as exc:
         if claim.run_index <= workflow.max_retries:
-            index = store.rerun(claim, error=_error_text(exc))
+            index = store.rerun(claim, error=serialization.error_text(exc))
             logger.info(
                 "Execution retried execution=%s workflow=%s run=%d error=%s",
                 claim.execution_id, claim.workflow, index, type(exc).__name__,
@@ -128,7 +128,7 @@ def _compensate(claim: Claim, store: Store, workflow: Workflow) -> str:
     else:
         error["compensation"] = "completed"
     store.finish(claim, status=ExecutionStatus.FAILED, output=None,
-                 error=serialization.dumps(error, "an error", 1 << 30))
+                 error=serialization.dumps(error, "an error", serialization.ERROR_LIMIT))
     logger.info(
         "Execution failed execution=%s workflow=%s error=%s compensation=%s",
         claim.execution_id, claim.workflow, error.get("type"),
@@ -155,20 +155,18 @@ def _complete(claim: Claim, store: Store, output: Any, workflow: Workflow) -> st
 def _fail(claim: Claim, store: Store, exc: BaseException, workflow: Workflow | None) -> str:
     """Fail the execution, or hand it to the workflow's ``on_failure`` first (once)."""
     if workflow is not None and workflow.on_failure is not None:
-        index = store.rerun(claim, error=_error_text(exc), reason=RunReason.COMPENSATION)
+        error = serialization.error_text(exc)
+        index = store.rerun(claim, error=error, reason=RunReason.COMPENSATION)
         logger.info(
             "Execution failing execution=%s workflow=%s error=%s: running on_failure in run %d",
             claim.execution_id, claim.workflow, type(exc).__name__, index,
         )
         return "compensating"
-    store.finish(claim, status=ExecutionStatus.FAILED, output=None, error=_error_text(exc))
+    error = serialization.error_text(exc)
+    store.finish(claim, status=ExecutionStatus.FAILED, output=None, error=error)
     log = logger.info if isinstance(exc, ZartError) else logger.warning
     log(
         "Execution failed execution=%s workflow=%s error=%s: %s",
         claim.execution_id, claim.workflow, type(exc).__name__, exc,
     )
     return "failed"
-
-
-def _error_text(exc: BaseException) -> str:
-    return serialization.dumps(serialization.describe_exception(exc), "an error", 10 * 1024 * 1024)

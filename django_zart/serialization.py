@@ -122,6 +122,15 @@ def dumps(encoded: Any, what: str, limit: int) -> str:
     return text
 
 
+ERROR_LIMIT = 10 * 1024 * 1024
+"""Errors are stored whatever MAX_PAYLOAD_BYTES says: losing why something failed is worse."""
+
+
+def error_text(exc: BaseException) -> str:
+    """The stored form of an error, as JSON text."""
+    return dumps(describe_exception(exc), "an error", ERROR_LIMIT)
+
+
 def describe_exception(exc: BaseException) -> dict[str, Any]:
     """The stored form of an error: dotted type, message and traceback."""
     cls = type(exc)

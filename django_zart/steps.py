@@ -270,7 +270,7 @@ def failed(ctx: ExecutionContext, step: Step, attempt: Attempt, exc: Exception) 
     if delay is None:
         give_up(ctx, step, attempt, exc)
     assert delay is not None
-    error = error_text(exc)
+    error = serialization.error_text(exc)
     rows = (*attempt.earlier, (attempt.number, AttemptStatus.FAILED, error))
     logger.info(
         "Step attempt failed execution=%s workflow=%s step=%s attempt=%d retry_in=%.3fs",
@@ -285,7 +285,7 @@ def failed(ctx: ExecutionContext, step: Step, attempt: Attempt, exc: Exception) 
 
 
 def give_up(ctx: ExecutionContext, step: Step, attempt: Attempt, exc: Exception) -> Any:
-    error = error_text(exc)
+    error = serialization.error_text(exc)
     rows = (*attempt.earlier, (attempt.number, AttemptStatus.FAILED, error))
     if attempt.number == 1:
         rows = ()  # the step row holds the only attempt's error
@@ -296,12 +296,6 @@ def give_up(ctx: ExecutionContext, step: Step, attempt: Attempt, exc: Exception)
         ctx.claim.execution_id, ctx.claim.workflow, attempt.position, attempt.number,
     )
     raise step_failed(attempt.position, attempt.number, record.error or {}) from exc
-
-
-def error_text(exc: BaseException) -> str:
-    return serialization.dumps(
-        serialization.describe_exception(exc), "an error", 10 * 1024 * 1024
-    )
 
 
 def _checkpoint(ctx: ExecutionContext, step: Step, attempt: Attempt, status: str, *,

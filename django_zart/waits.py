@@ -110,9 +110,7 @@ def _wait_for_event(name: str, timeout: float | None) -> Any:
         ctx.write(
             ctx.checkpoint(
                 sequence, position, name, StepKind.EVENT, StepStatus.FAILED,
-                error=serialization.dumps(
-                    serialization.describe_exception(error), "an error", 1 << 20
-                ),
+                error=serialization.error_text(error),
                 wake_at=deadline,
             )
         )
