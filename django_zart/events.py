@@ -6,15 +6,13 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.db import transaction
-from django.db.models import Case, F, When
-from django.db.models.functions import Now
 
 from . import serialization
 from .conf import get_settings
 from .db import get_store
 from .errors import ExecutionFinished, ExecutionNotFound
 from .models import Event, Execution, Step, Task
-from .states import TERMINAL, StepKind, StepStatus
+from .states import TERMINAL, StepKind, StepStatus, TaskKind
 
 
 def send_event(execution_id: str, name: str, payload: Any = None) -> bool:
@@ -36,12 +34,12 @@ def send_event(execution_id: str, name: str, payload: Any = None) -> bool:
         row = (
             Execution.objects.select_for_update()
             .filter(pk=execution_id)
-            .values_list("status", "queue", "run_index")
+            .values_list("status", "run_index")
             .first()
         )
         if row is None:
             raise ExecutionNotFound(execution_id)
-        status, queue, run_index = row
+        status, run_index = row
         if status in TERMINAL:
             raise ExecutionFinished(execution_id, status)
         Event.objects.create(execution_id=execution_id, name=name, payload=encoded)
@@ -52,15 +50,14 @@ def send_event(execution_id: str, name: str, payload: Any = None) -> bool:
             name=name,
             status=StepStatus.WAITING,
         ).exists()
-        # A worker holding the execution may be about to suspend on this very wait:
-        # wake_pending makes its release due at once. A released waiter is due now.
-        due_now = When(held_by__isnull=True, then=Now()) if waiting else None
-        Task.objects.filter(execution_id=execution_id).update(
-            wake_pending=True,
-            run_after=Case(due_now, default=F("run_after")) if due_now else F("run_after"),
-        )
         if waiting:
-            get_store().notify(queue)
+            get_store().wake_body(execution_id)
+        else:
+            # A worker holding the execution may be about to suspend on this very wait:
+            # wake_pending makes its release due at once.
+            Task.objects.filter(execution_id=execution_id, kind=TaskKind.BODY).update(
+                wake_pending=True
+            )
     return waiting
 
 
