@@ -176,6 +176,8 @@ def run_due(limit: int = 10) -> int:
     from .models import Schedule
 
     started = 0
+    if not Schedule.objects.filter(next_tick_at__lte=django_timezone.now()).exists():
+        return 0  # the common case: one plain read, no transaction, no lock
     with transaction.atomic():
         due = list(
             Schedule.objects.filter(next_tick_at__lte=django_timezone.now())
