@@ -12,7 +12,7 @@ executions costs the same whether their payloads are tiny or a megabyte each.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
 from django.contrib.admin.utils import quote
@@ -25,6 +25,9 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from .models import Event, Execution, Run, Schedule, Step, StepAttempt, Task, Worker
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 
 PAGE_LIMIT = 20_000
 """Characters of one JSON value or traceback shown on a change page."""
@@ -74,6 +77,23 @@ def error_html(error: Any, *, limit: int, empty: str) -> str:
         cut_tail(error["traceback"], limit),
     )
 
+
+
+def shown(field: str, description: StrOrPromise, *, limit: int, error: bool = False) -> Any:
+    """An admin display method showing a stored JSON ``field`` (an error: with traceback)."""
+    render = error_html if error else json_html
+
+    @admin.display(description=description)
+    def show(self: Any, obj: Model) -> str:
+        return render(getattr(obj, field), limit=limit, empty=self.get_empty_value_display())
+
+    return show
+
+
+@admin.display(description=_("execution"), ordering="execution_id")
+def execution_column(self: Any, obj: Any) -> str:
+    """A link to the row's execution, by id, without loading the execution."""
+    return str(self.execution_link(obj.execution_id))
 
 class LeanChangeList(ChangeList):
     """A changelist that does not read the admin's ``list_defer`` columns."""
@@ -145,9 +165,7 @@ class RunInline(ReadOnlyInline):
     readonly_fields = fields
     ordering = ("index",)
 
-    @admin.display(description=_("error"))
-    def error_html(self, obj: Run) -> str:
-        return error_html(obj.error, limit=ROW_LIMIT, empty=self.get_empty_value_display())
+    error_html = shown("error", _("error"), limit=ROW_LIMIT, error=True)
 
 
 class StepInline(ReadOnlyInline):
@@ -168,13 +186,8 @@ class StepInline(ReadOnlyInline):
     ordering = ("run_index", "sequence")
     show_change_link = True
 
-    @admin.display(description=_("result"))
-    def result_html(self, obj: Step) -> str:
-        return json_html(obj.result, limit=ROW_LIMIT, empty=self.get_empty_value_display())
-
-    @admin.display(description=_("error"))
-    def error_html(self, obj: Step) -> str:
-        return error_html(obj.error, limit=ROW_LIMIT, empty=self.get_empty_value_display())
+    result_html = shown("result", _("result"), limit=ROW_LIMIT)
+    error_html = shown("error", _("error"), limit=ROW_LIMIT, error=True)
 
 
 class StepAttemptInline(ReadOnlyInline):
@@ -183,9 +196,7 @@ class StepAttemptInline(ReadOnlyInline):
     readonly_fields = fields
     ordering = ("number",)
 
-    @admin.display(description=_("error"))
-    def error_html(self, obj: StepAttempt) -> str:
-        return error_html(obj.error, limit=ROW_LIMIT, empty=self.get_empty_value_display())
+    error_html = shown("error", _("error"), limit=ROW_LIMIT, error=True)
 
 
 class EventInline(ReadOnlyInline):
@@ -194,9 +205,7 @@ class EventInline(ReadOnlyInline):
     readonly_fields = fields
     ordering = ("pk",)
 
-    @admin.display(description=_("payload"))
-    def payload_html(self, obj: Event) -> str:
-        return json_html(obj.payload, limit=ROW_LIMIT, empty=self.get_empty_value_display())
+    payload_html = shown("payload", _("payload"), limit=ROW_LIMIT)
 
 
 @admin.register(Execution)
@@ -227,17 +236,9 @@ class ExecutionAdmin(ReadOnlyAdmin):
     readonly_fields = ("input_html", "output_html", "error_html")
     inlines = (RunInline, StepInline, EventInline)
 
-    @admin.display(description=_("input"))
-    def input_html(self, obj: Execution) -> str:
-        return json_html(obj.input, limit=PAGE_LIMIT, empty=self.get_empty_value_display())
-
-    @admin.display(description=_("output"))
-    def output_html(self, obj: Execution) -> str:
-        return json_html(obj.output, limit=PAGE_LIMIT, empty=self.get_empty_value_display())
-
-    @admin.display(description=_("error"))
-    def error_html(self, obj: Execution) -> str:
-        return error_html(obj.error, limit=PAGE_LIMIT, empty=self.get_empty_value_display())
+    input_html = shown("input", _("input"), limit=PAGE_LIMIT)
+    output_html = shown("output", _("output"), limit=PAGE_LIMIT)
+    error_html = shown("error", _("error"), limit=PAGE_LIMIT, error=True)
 
 
 @admin.register(Step)
@@ -267,17 +268,9 @@ class StepAdmin(ReadOnlyAdmin):
     readonly_fields = ("result_html", "error_html")
     inlines = (StepAttemptInline,)
 
-    @admin.display(description=_("execution"), ordering="execution_id")
-    def execution_html(self, obj: Step) -> str:
-        return self.execution_link(obj.execution_id)
-
-    @admin.display(description=_("result"))
-    def result_html(self, obj: Step) -> str:
-        return json_html(obj.result, limit=PAGE_LIMIT, empty=self.get_empty_value_display())
-
-    @admin.display(description=_("error"))
-    def error_html(self, obj: Step) -> str:
-        return error_html(obj.error, limit=PAGE_LIMIT, empty=self.get_empty_value_display())
+    execution_html = execution_column
+    result_html = shown("result", _("result"), limit=PAGE_LIMIT)
+    error_html = shown("error", _("error"), limit=PAGE_LIMIT, error=True)
 
 
 @admin.register(Task)
@@ -297,9 +290,7 @@ class TaskAdmin(ReadOnlyAdmin):
     list_filter = ("kind", "queue")
     search_fields = ("=execution__id",)
 
-    @admin.display(description=_("execution"), ordering="execution_id")
-    def execution_html(self, obj: Task) -> str:
-        return self.execution_link(obj.execution_id)
+    execution_html = execution_column
 
 
 @admin.register(Worker)
@@ -326,13 +317,8 @@ class EventAdmin(ReadOnlyAdmin):
     fields = ("execution", "name", "payload_html", "sent_at", "consumed_at", "consumed_by")
     readonly_fields = ("payload_html",)
 
-    @admin.display(description=_("execution"), ordering="execution_id")
-    def execution_html(self, obj: Event) -> str:
-        return self.execution_link(obj.execution_id)
-
-    @admin.display(description=_("payload"))
-    def payload_html(self, obj: Event) -> str:
-        return json_html(obj.payload, limit=PAGE_LIMIT, empty=self.get_empty_value_display())
+    execution_html = execution_column
+    payload_html = shown("payload", _("payload"), limit=PAGE_LIMIT)
 
 
 @admin.register(Schedule)
