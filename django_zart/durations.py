@@ -34,6 +34,3 @@ def to_seconds(value: Duration) -> float:
         raise ValueError("A duration must be finite and not negative: %r" % value)
     return seconds
 
-
-def to_timedelta(value: Duration) -> timedelta:
-    return timedelta(seconds=to_seconds(value))

@@ -32,9 +32,6 @@ class ExecutionQuerySet(models.QuerySet["Execution"]):
     def unfinished(self) -> ExecutionQuerySet:
         return self.exclude(status__in=TERMINAL)
 
-    def for_workflow(self, name: str) -> ExecutionQuerySet:
-        return self.filter(workflow=name)
-
 
 class Execution(models.Model):
     id = models.CharField(_("execution id"), primary_key=True, max_length=255)
