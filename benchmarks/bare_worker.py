@@ -86,8 +86,16 @@ def run_one(conn: psycopg.Connection) -> int:
         value += 1
         written = conn.execute(
             INSERT_STEP,
-            [run_id, execution_id, run_index, sequence, position, json.dumps(value),
-             task_id, token],
+            [
+                run_id,
+                execution_id,
+                run_index,
+                sequence,
+                position,
+                json.dumps(value),
+                task_id,
+                token,
+            ],
         ).fetchone()
         if written is None:
             raise RuntimeError("lease lost on %s" % execution_id)

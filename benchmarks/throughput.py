@@ -65,8 +65,16 @@ POLL_SQL = (
     " ARRAY(SELECT pid FROM zart_workers)"
 )
 DB_STATS = (
-    "sessions", "xact_commit", "xact_rollback", "tup_returned", "tup_fetched", "tup_inserted",
-    "tup_updated", "tup_deleted", "blks_read", "blks_hit",
+    "sessions",
+    "xact_commit",
+    "xact_rollback",
+    "tup_returned",
+    "tup_fetched",
+    "tup_inserted",
+    "tup_updated",
+    "tup_deleted",
+    "blks_read",
+    "blks_hit",
 )
 STATS_SQL = "SELECT %s FROM pg_stat_database WHERE datname = %%s" % ", ".join(DB_STATS)
 WAL_SQL = "SELECT wal_records, wal_fpi, wal_bytes::bigint FROM pg_stat_wal"
@@ -92,27 +100,54 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="200 workflows unless --workflows")
     parser.add_argument("--workers", default="1,2", help="worker process counts (1,2)")
     parser.add_argument("--systems", default="zart,bare", help="what to measure (zart,bare)")
-    parser.add_argument("--repeat", type=int,
-                        help="rounds; the table shows medians (3, or 1 with --quick)")
-    parser.add_argument("--poll-interval", type=float, default=0.05,
-                        help="runzartworker --poll-interval, seconds (0.05)")
-    parser.add_argument("--concurrency", type=int,
-                        help="runzartworker --concurrency (default: the worker's default)")
-    parser.add_argument("--conn-max-age", default="0",
-                        help="Django CONN_MAX_AGE of the workers: seconds or 'none' (0, "
-                             "Django's default)")
-    parser.add_argument("--server-side-binding", action="store_true",
-                        help="Django OPTIONS server_side_binding=True for the workers "
-                             "(psycopg binds parameters on the server and prepares statements)")
-    parser.add_argument("--worker-verbosity", type=int, default=1,
-                        help="runzartworker -v (1, the default: one INFO line per step)")
-    parser.add_argument("--profile", action="store_true",
-                        help="run the zart workers under cProfile (inflates their CPU); "
-                             "writes .pstats files under benchmarks/results/")
-    parser.add_argument("--database", default="zart_bench",
-                        help="database to (re)create on DATABASE_URL's server (zart_bench)")
-    parser.add_argument("--timeout", type=float, default=300,
-                        help="give up on a measurement after this many seconds (300)")
+    parser.add_argument(
+        "--repeat", type=int, help="rounds; the table shows medians (3, or 1 with --quick)"
+    )
+    parser.add_argument(
+        "--poll-interval",
+        type=float,
+        default=0.05,
+        help="runzartworker --poll-interval, seconds (0.05)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        help="runzartworker --concurrency (default: the worker's default)",
+    )
+    parser.add_argument(
+        "--conn-max-age",
+        default="0",
+        help="Django CONN_MAX_AGE of the workers: seconds or 'none' (0, Django's default)",
+    )
+    parser.add_argument(
+        "--server-side-binding",
+        action="store_true",
+        help="Django OPTIONS server_side_binding=True for the workers "
+        "(psycopg binds parameters on the server and prepares statements)",
+    )
+    parser.add_argument(
+        "--worker-verbosity",
+        type=int,
+        default=1,
+        help="runzartworker -v (1, the default: one INFO line per step)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="run the zart workers under cProfile (inflates their CPU); "
+        "writes .pstats files under benchmarks/results/",
+    )
+    parser.add_argument(
+        "--database",
+        default="zart_bench",
+        help="database to (re)create on DATABASE_URL's server (zart_bench)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=300,
+        help="give up on a measurement after this many seconds (300)",
+    )
     parser.add_argument("--output", type=Path, help="JSON file (default: under results/)")
     args = parser.parse_args(argv)
     if args.workflows is None:
@@ -334,8 +369,7 @@ class Bench:
             raise SystemExit(
                 "%s with %d worker(s): %d completed, %d correct outputs, %d steps, %d tasks "
                 "left (expected %d, %d, %d, 0)"
-                % (phase.system, phase.workers, completed, correct, steps, tasks, n, n,
-                   n * STEPS)
+                % (phase.system, phase.workers, completed, correct, steps, tasks, n, n, n * STEPS)
             )
         phase.db_window_s = last_finish - first_start
         return float(first_start)
@@ -390,7 +424,10 @@ class Bench:
                 procs.append(
                     subprocess.Popen(
                         [sys.executable, str(HERE / "bare_worker.py"), "--dsn", self.conninfo],
-                        cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=err,
+                        cwd=ROOT,
+                        env=self.env,
+                        stdout=subprocess.PIPE,
+                        stderr=err,
                     )
                 )
         return procs
@@ -429,11 +466,16 @@ class Bench:
             for proc in procs:
                 code = proc.poll()
                 if code is not None and (must_live or code != 0):
-                    self.abort(procs, "a %s worker exited with %s; see %s"
-                               % (phase.system, code, self.logs))
+                    self.abort(
+                        procs,
+                        "a %s worker exited with %s; see %s" % (phase.system, code, self.logs),
+                    )
             if time.monotonic() > deadline:
-                self.abort(procs, "%d of %d completed after %ss"
-                           % (completed, phase.workflows, self.args.timeout))
+                self.abort(
+                    procs,
+                    "%d of %d completed after %ss"
+                    % (completed, phase.workflows, self.args.timeout),
+                )
             time.sleep(POLL_EVERY)
 
     def abort(self, procs: list[subprocess.Popen[bytes]], message: str) -> None:
@@ -469,8 +511,13 @@ def ratios(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         zart, bare = by["zart"], by["bare"]
         row: dict[str, Any] = {"workers": workers}
-        for name in ("workflows_per_s", "commits_per_workflow", "worker_cpu_ms_per_step",
-                     "server_cpu_ms_per_step", "wal_bytes_per_workflow"):
+        for name in (
+            "workflows_per_s",
+            "commits_per_workflow",
+            "worker_cpu_ms_per_step",
+            "server_cpu_ms_per_step",
+            "wal_bytes_per_workflow",
+        ):
             a, b = zart.get(name), bare.get(name)
             row[name] = a / b if a is not None and b else None
         out.append(row)
@@ -478,29 +525,62 @@ def ratios(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def print_tables(summary: list[dict[str, Any]], ratio_rows: list[dict[str, Any]]) -> None:
-    head = ("system", "workers", "enqueue/s", "startup s", "run s", "workflows/s", "steps/s",
-            "commits/wf", "conns/wf", "worker CPU ms/step", "server CPU ms/step*", "WAL kB/wf*")
+    head = (
+        "system",
+        "workers",
+        "enqueue/s",
+        "startup s",
+        "run s",
+        "workflows/s",
+        "steps/s",
+        "commits/wf",
+        "conns/wf",
+        "worker CPU ms/step",
+        "server CPU ms/step*",
+        "WAL kB/wf*",
+    )
     lines = [head]
     for r in summary:
-        lines.append((
-            r["system"], str(r["workers"]), fmt(r["enqueue_per_s"], 0), fmt(r["startup_s"], 2),
-            fmt(r["run_s"], 2), fmt(r["workflows_per_s"]), fmt(r["steps_per_s"], 0),
-            fmt(r["commits_per_workflow"], 2), fmt(r["connections_per_workflow"], 3),
-            fmt(r["worker_cpu_ms_per_step"], 3),
-            fmt(r["server_cpu_ms_per_step"], 3),
-            fmt((r["wal_bytes_per_workflow"] or 0) / 1024, 1),
-        ))
+        lines.append(
+            (
+                r["system"],
+                str(r["workers"]),
+                fmt(r["enqueue_per_s"], 0),
+                fmt(r["startup_s"], 2),
+                fmt(r["run_s"], 2),
+                fmt(r["workflows_per_s"]),
+                fmt(r["steps_per_s"], 0),
+                fmt(r["commits_per_workflow"], 2),
+                fmt(r["connections_per_workflow"], 3),
+                fmt(r["worker_cpu_ms_per_step"], 3),
+                fmt(r["server_cpu_ms_per_step"], 3),
+                fmt((r["wal_bytes_per_workflow"] or 0) / 1024, 1),
+            )
+        )
     print_table(lines)
     print("* the whole PostgreSQL cluster, other databases included\n")
     if ratio_rows:
-        lines = [("workers", "throughput zart/bare", "commits zart/bare",
-                  "worker CPU zart/bare", "server CPU zart/bare", "WAL zart/bare")]
+        lines = [
+            (
+                "workers",
+                "throughput zart/bare",
+                "commits zart/bare",
+                "worker CPU zart/bare",
+                "server CPU zart/bare",
+                "WAL zart/bare",
+            )
+        ]
         for r in ratio_rows:
-            lines.append((
-                str(r["workers"]), fmt(r["workflows_per_s"], 2),
-                fmt(r["commits_per_workflow"], 2), fmt(r["worker_cpu_ms_per_step"], 2),
-                fmt(r["server_cpu_ms_per_step"], 2), fmt(r["wal_bytes_per_workflow"], 2),
-            ))
+            lines.append(
+                (
+                    str(r["workers"]),
+                    fmt(r["workflows_per_s"], 2),
+                    fmt(r["commits_per_workflow"], 2),
+                    fmt(r["worker_cpu_ms_per_step"], 2),
+                    fmt(r["server_cpu_ms_per_step"], 2),
+                    fmt(r["wal_bytes_per_workflow"], 2),
+                )
+            )
         print_table(lines)
 
 
@@ -510,8 +590,10 @@ def print_profiles(paths: list[Path]) -> None:
     existing = [str(p) for p in paths if p.exists()]
     if not existing:
         return
-    print("\nCPU profile of the zart workers' threads (thread CPU time, all measurements"
-          " merged; the profiler inflates it), top 30 by own time:")
+    print(
+        "\nCPU profile of the zart workers' threads (thread CPU time, all measurements"
+        " merged; the profiler inflates it), top 30 by own time:"
+    )
     stats = pstats.Stats(*existing)
     stats.sort_stats("tottime").print_stats(30)
     print("Top 30 by cumulative time:")
@@ -524,10 +606,11 @@ def main(argv: list[str] | None = None) -> None:
     create_database(args.database)
     bench = Bench(args, env)
     meta = environment(bench.monitor)
-    print("django-zart throughput: %d three-step workflows, workers %s, %d round(s); "
-          "load average %.2f on %s CPUs"
-          % (args.workflows, args.workers, args.repeat, meta["loadavg_at_start"][0],
-             meta["cpus"]))
+    print(
+        "django-zart throughput: %d three-step workflows, workers %s, %d round(s); "
+        "load average %.2f on %s CPUs"
+        % (args.workflows, args.workers, args.repeat, meta["loadavg_at_start"][0], meta["cpus"])
+    )
     phases: list[Phase] = []
     for round_ in range(args.repeat):
         # Alternate which system goes first, so a drift in the machine's load is shared.
@@ -536,11 +619,18 @@ def main(argv: list[str] | None = None) -> None:
             for system in systems:
                 phase = bench.measure(system, workers, round_)
                 d = phase.derived()
-                print("  %-4s %d worker(s): %7.1f workflows/s, %.2f commits/wf, "
-                      "%.3f ms CPU/step%s"
-                      % (system, workers, d["workflows_per_s"] or 0,
-                         d["commits_per_workflow"] or 0, d["worker_cpu_ms_per_step"] or 0,
-                         "" if not phase.notes else "  (%s)" % "; ".join(phase.notes)))
+                print(
+                    "  %-4s %d worker(s): %7.1f workflows/s, %.2f commits/wf, "
+                    "%.3f ms CPU/step%s"
+                    % (
+                        system,
+                        workers,
+                        d["workflows_per_s"] or 0,
+                        d["commits_per_workflow"] or 0,
+                        d["worker_cpu_ms_per_step"] or 0,
+                        "" if not phase.notes else "  (%s)" % "; ".join(phase.notes),
+                    )
+                )
                 phases.append(phase)
     summary = summarize(phases)
     ratio_rows = ratios(summary)

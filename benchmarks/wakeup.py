@@ -83,27 +83,51 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--runs", type=int, help="measured runs per row (200; 30 with --quick)")
     parser.add_argument("--quick", action="store_true", help="30 runs per row unless --runs")
-    parser.add_argument("--warmup", type=int, default=5,
-                        help="runs before each row that are not counted (5)")
-    parser.add_argument("--poll-interval", type=float, default=0.2,
-                        help="runzartworker --poll-interval, seconds (0.2, the default)")
-    parser.add_argument("--modes", default="notify,polling",
-                        help="worker modes: notify (default worker), polling (--no-listen)")
+    parser.add_argument(
+        "--warmup", type=int, default=5, help="runs before each row that are not counted (5)"
+    )
+    parser.add_argument(
+        "--poll-interval",
+        type=float,
+        default=0.2,
+        help="runzartworker --poll-interval, seconds (0.2, the default)",
+    )
+    parser.add_argument(
+        "--modes",
+        default="notify,polling",
+        help="worker modes: notify (default worker), polling (--no-listen)",
+    )
     parser.add_argument("--scenarios", default="start,event", help="what to measure")
-    parser.add_argument("--pause", type=float, default=0.01,
-                        help="least pause before each run, seconds (0.01)")
-    parser.add_argument("--notify-jitter", type=float, default=0.04,
-                        help="random extra pause in notify mode, up to this (0.04); in "
-                             "polling mode it is up to one poll interval")
-    parser.add_argument("--concurrency", type=int,
-                        help="runzartworker --concurrency (default: the worker's default)")
-    parser.add_argument("--worker-verbosity", type=int, default=1,
-                        help="runzartworker -v (1, the default: INFO lines to the log)")
+    parser.add_argument(
+        "--pause", type=float, default=0.01, help="least pause before each run, seconds (0.01)"
+    )
+    parser.add_argument(
+        "--notify-jitter",
+        type=float,
+        default=0.04,
+        help="random extra pause in notify mode, up to this (0.04); in "
+        "polling mode it is up to one poll interval",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        help="runzartworker --concurrency (default: the worker's default)",
+    )
+    parser.add_argument(
+        "--worker-verbosity",
+        type=int,
+        default=1,
+        help="runzartworker -v (1, the default: INFO lines to the log)",
+    )
     parser.add_argument("--seed", type=int, default=1, help="seed of the random pauses (1)")
-    parser.add_argument("--database", default="zart_bench_wakeup",
-                        help="database to (re)create on DATABASE_URL's server (zart_bench_wakeup)")
-    parser.add_argument("--timeout", type=float, default=30,
-                        help="give up on a run after this many seconds (30)")
+    parser.add_argument(
+        "--database",
+        default="zart_bench_wakeup",
+        help="database to (re)create on DATABASE_URL's server (zart_bench_wakeup)",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=30, help="give up on a run after this many seconds (30)"
+    )
     parser.add_argument("--output", type=Path, help="JSON file (default: under results/)")
     args = parser.parse_args(argv)
     if args.runs is None:
@@ -162,11 +186,13 @@ class Series:
             "seconds": self.seconds,
         }
         row["breakdown_ms"] = {
-            name: stats([
-                1000 * (getattr(r, b) - getattr(r, a))
-                for r in self.runs
-                if getattr(r, a) is not None and getattr(r, b) is not None
-            ])
+            name: stats(
+                [
+                    1000 * (getattr(r, b) - getattr(r, a))
+                    for r in self.runs
+                    if getattr(r, a) is not None and getattr(r, b) is not None
+                ]
+            )
             for name, a, b in SEGMENTS
         }
         return row
@@ -262,8 +288,10 @@ class Bench:
                 self.abort("execution %s is %s" % (execution_id, row[0]))
             self.check_worker()
             if time.monotonic() > deadline:
-                self.abort("execution %s did not complete within %ss (status %s)"
-                           % (execution_id, self.args.timeout, row[0] if row else None))
+                self.abort(
+                    "execution %s did not complete within %ss (status %s)"
+                    % (execution_id, self.args.timeout, row[0] if row else None)
+                )
             delay = min(delay * 2, 0.02)
 
     def wait_suspended(self, prefix: str, count: int) -> None:
@@ -308,8 +336,13 @@ class Bench:
 
     @staticmethod
     def finish_run(before: float, returned: float, output: dict[str, Any]) -> Run:
-        return Run(before=before, returned=returned, claim=output.get("claim"),
-                   body=float(output["body"]), step=float(output["step"]))
+        return Run(
+            before=before,
+            returned=returned,
+            claim=output.get("claim"),
+            body=float(output["body"]),
+            step=float(output["step"]),
+        )
 
     # -- one row -----------------------------------------------------------------------
 
@@ -324,8 +357,7 @@ class Bench:
 
             prefix = "event-%s" % mode
             ids = [
-                zart.start(EVENT_WORKFLOW, execution_id="%s-%d" % (prefix, i))
-                for i in range(total)
+                zart.start(EVENT_WORKFLOW, execution_id="%s-%d" % (prefix, i)) for i in range(total)
             ]
             self.wait_suspended(prefix, total)
             time.sleep(args.poll_interval)
@@ -358,8 +390,10 @@ class Bench:
             for scenario in self.args.scenario_list:
                 series = self.measure(scenario, mode)
                 d = series.summary(self.args.poll_interval)
-                print("  %-5s %-7s p50 %6.1f ms  p95 %6.1f ms  max %6.1f ms"
-                      % (scenario, mode, d["p50"], d["p95"], d["max"]))
+                print(
+                    "  %-5s %-7s p50 %6.1f ms  p95 %6.1f ms  max %6.1f ms"
+                    % (scenario, mode, d["p50"], d["p95"], d["max"])
+                )
                 out.append(series)
             notes = self.stop_worker()
             for series in out:
@@ -392,12 +426,33 @@ def ratios(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def print_tables(
     summary: list[dict[str, Any]], ratio_rows: list[dict[str, Any]], poll_interval: float
 ) -> None:
-    lines = [("scenario", "mode", "runs", "p50 ms", "p95 ms", "max ms", "mean ms",
-              "> interval/2", "worker CPU ms/run")]
+    lines = [
+        (
+            "scenario",
+            "mode",
+            "runs",
+            "p50 ms",
+            "p95 ms",
+            "max ms",
+            "mean ms",
+            "> interval/2",
+            "worker CPU ms/run",
+        )
+    ]
     for r in summary:
-        lines.append((r["scenario"], r["mode"], str(r["runs"]), fmt(r["p50"]), fmt(r["p95"]),
-                      fmt(r["max"]), fmt(r["mean"]), str(r["over_half_poll_interval"]),
-                      fmt(r["worker_cpu_ms_per_run"], 2)))
+        lines.append(
+            (
+                r["scenario"],
+                r["mode"],
+                str(r["runs"]),
+                fmt(r["p50"]),
+                fmt(r["p95"]),
+                fmt(r["max"]),
+                fmt(r["mean"]),
+                str(r["over_half_poll_interval"]),
+                fmt(r["worker_cpu_ms_per_run"], 2),
+            )
+        )
     print_table(lines)
     if ratio_rows:
         print()
@@ -408,41 +463,57 @@ def print_tables(
     print("\nWhere the time goes, p50 ms (the parts' medians need not add up to the total):")
     lines = [("scenario", "mode", *(name for name, _, _ in SEGMENTS))]
     for r in summary:
-        lines.append((r["scenario"], r["mode"],
-                      *(fmt(r["breakdown_ms"][name]["p50"]) for name, _, _ in SEGMENTS)))
+        lines.append(
+            (
+                r["scenario"],
+                r["mode"],
+                *(fmt(r["breakdown_ms"][name]["p50"]) for name, _, _ in SEGMENTS),
+            )
+        )
     print_table(lines)
     print()
     half = 500 * poll_interval
     for r in summary:
         if r["mode"] == "notify" and r["p50"] is not None:
-            print("%s, notify: p50 %.1f ms %s the %.0f ms target"
-                  % (r["scenario"], r["p50"], "meets" if r["p50"] <= TARGET_P50_MS
-                     else "misses", TARGET_P50_MS))
+            print(
+                "%s, notify: p50 %.1f ms %s the %.0f ms target"
+                % (
+                    r["scenario"],
+                    r["p50"],
+                    "meets" if r["p50"] <= TARGET_P50_MS else "misses",
+                    TARGET_P50_MS,
+                )
+            )
         if r["mode"] == "polling" and r["mean"] is not None:
-            print("%s, polling: mean %.1f ms; half the poll interval is %.0f ms"
-                  % (r["scenario"], r["mean"], half))
+            print(
+                "%s, polling: mean %.1f ms; half the poll interval is %.0f ms"
+                % (r["scenario"], r["mean"], half)
+            )
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    env = configure_django(args.database, {
-        "ZART_BENCH_POLL_INTERVAL": str(args.poll_interval),
-        "ZART_BENCH_CONN_MAX_AGE": "0",
-        "ZART_BENCH_SERVER_SIDE_BINDING": "0",
-    })
+    env = configure_django(
+        args.database,
+        {
+            "ZART_BENCH_POLL_INTERVAL": str(args.poll_interval),
+            "ZART_BENCH_CONN_MAX_AGE": "0",
+            "ZART_BENCH_SERVER_SIDE_BINDING": "0",
+        },
+    )
     create_database(args.database)
     bench = Bench(args, env)
     meta = environment(bench.monitor)
-    print("django-zart wake-up latency: %d runs per row (+%d warm-up), poll interval %g s; "
-          "load average %.2f on %s CPUs"
-          % (args.runs, args.warmup, args.poll_interval, meta["loadavg_at_start"][0],
-             meta["cpus"]))
+    print(
+        "django-zart wake-up latency: %d runs per row (+%d warm-up), poll interval %g s; "
+        "load average %.2f on %s CPUs"
+        % (args.runs, args.warmup, args.poll_interval, meta["loadavg_at_start"][0], meta["cpus"])
+    )
     series: list[Series] = []
     for mode in args.mode_list:
         series += bench.measure_mode(mode)
     summary = [s.summary(args.poll_interval) for s in series]
-    order = {(sc, m): i for i, (sc, m) in
-             enumerate((sc, m) for sc in SCENARIOS for m in MODES)}
+    order = {(sc, m): i for i, (sc, m) in enumerate((sc, m) for sc in SCENARIOS for m in MODES)}
     summary.sort(key=lambda r: order[(r["scenario"], r["mode"])])
     ratio_rows = ratios(summary)
     print()

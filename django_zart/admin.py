@@ -78,7 +78,6 @@ def error_html(error: Any, *, limit: int, empty: str) -> str:
     )
 
 
-
 def shown(field: str, description: StrOrPromise, *, limit: int, error: bool = False) -> Any:
     """An admin display method showing a stored JSON ``field`` (an error: with traceback)."""
     render = error_html if error else json_html
@@ -94,6 +93,7 @@ def shown(field: str, description: StrOrPromise, *, limit: int, error: bool = Fa
 def execution_column(self: Any, obj: Any) -> str:
     """A link to the row's execution, by id, without loading the execution."""
     return str(self.execution_link(obj.execution_id))
+
 
 class LeanChangeList(ChangeList):
     """A changelist that does not read the admin's ``list_defer`` columns."""
@@ -327,8 +327,18 @@ class ScheduleAdmin(ReadOnlyAdmin):
     delete one to stop it. A schedule declared in code comes back at the next worker
     start, so remove those from the code."""
 
-    list_display = ("name", "workflow", "cron", "every", "timezone", "overlap",
-                    "next_tick_at", "occurrence", "last_execution_id", "declared")
+    list_display = (
+        "name",
+        "workflow",
+        "cron",
+        "every",
+        "timezone",
+        "overlap",
+        "next_tick_at",
+        "occurrence",
+        "last_execution_id",
+        "declared",
+    )
     list_filter = ("overlap", "declared", "workflow")
     search_fields = ("=name", "workflow")
 

@@ -17,7 +17,7 @@ class ZartConfig(AppConfig):
         from .registry import autodiscover
 
         raw = getattr(settings, "ZART", {})
-        modules = raw.get("WORKFLOW_MODULES", DEFAULTS["WORKFLOW_MODULES"]) if not validate(
-            raw
-        ) else ()
+        modules = (
+            raw.get("WORKFLOW_MODULES", DEFAULTS["WORKFLOW_MODULES"]) if not validate(raw) else ()
+        )
         autodiscover(tuple(modules))

@@ -40,8 +40,17 @@ def execute_branch(claim: Claim, store: Store) -> str:
         if claim.recoveries and claim.recoveries >= get_settings().max_recoveries:
             raise WorkerCrashLoop(claim.execution_id, claim.recoveries)
     except ZartError as exc:
-        ctx.write(ctx.checkpoint(0, position, name, StepKind.BRANCH, StepStatus.FAILED,
-                                 error=serialization.error_text(exc), attempts=attempt.number))
+        ctx.write(
+            ctx.checkpoint(
+                0,
+                position,
+                name,
+                StepKind.BRANCH,
+                StepStatus.FAILED,
+                error=serialization.error_text(exc),
+                attempts=attempt.number,
+            )
+        )
         return "failed"
     args, kwargs = serialization.decode(claim.payload)
     token = current.set(ctx)

@@ -21,8 +21,9 @@ from .registry import Workflow, get_workflow
 from .states import ExecutionStatus, StepKind, StepStatus
 
 
-def run_workflow(workflow: str | Workflow, input: Any = None, *,
-                 execution_id: str | None = None) -> Any:
+def run_workflow(
+    workflow: str | Workflow, input: Any = None, *, execution_id: str | None = None
+) -> Any:
     """Start a child execution and return its output, or raise its failure.
 
     Raises ``ExecutionFailed`` (with the child's stored error) or ``ExecutionCancelled``.
@@ -33,22 +34,22 @@ def run_workflow(workflow: str | Workflow, input: Any = None, *,
     return _run_workflow(workflow, input, execution_id, True)
 
 
-def start_workflow(workflow: str | Workflow, input: Any = None, *,
-                   execution_id: str | None = None) -> Any:
+def start_workflow(
+    workflow: str | Workflow, input: Any = None, *, execution_id: str | None = None
+) -> Any:
     """Start a child execution without waiting for it; return its id."""
     if in_event_loop():
         return sync_to_async(_run_workflow)(workflow, input, execution_id, False)
     return _run_workflow(workflow, input, execution_id, False)
 
 
-def _run_workflow(workflow: str | Workflow, input: Any, execution_id: str | None,
-                  wait: bool) -> Any:
+def _run_workflow(
+    workflow: str | Workflow, input: Any, execution_id: str | None, wait: bool
+) -> Any:
     function = "run_workflow" if wait else "start_workflow"
     ctx = require_body(function)
     definition = get_workflow(workflow)
-    sequence, position = ctx.next_position(
-        "%s:%s" % (function, execution_id or definition.name)
-    )
+    sequence, position = ctx.next_position("%s:%s" % (function, execution_id or definition.name))
     record = ctx.recorded(sequence, position, StepKind.CHILD)
     if record is None:
         child_id = execution_id or "%s/%s" % (ctx.claim.execution_id, position)
@@ -64,18 +65,37 @@ def _run_workflow(workflow: str | Workflow, input: Any, execution_id: str | None
     return _replayed(record.status, child_id, record.result, record.error)
 
 
-def _start_child(ctx: ExecutionContext, sequence: int, position: str, definition: Workflow,
-                 input: Any, child_id: str, wait: bool) -> None:
+def _start_child(
+    ctx: ExecutionContext,
+    sequence: int,
+    position: str,
+    definition: Workflow,
+    input: Any,
+    child_id: str,
+    wait: bool,
+) -> None:
     from .client import create
 
     status = StepStatus.SCHEDULED if wait else StepStatus.COMPLETED
-    point = ctx.checkpoint(sequence, position, definition.name, StepKind.CHILD, status,
-                           result=json.dumps({"id": child_id}))
+    point = ctx.checkpoint(
+        sequence,
+        position,
+        definition.name,
+        StepKind.CHILD,
+        status,
+        result=json.dumps({"id": child_id}),
+    )
     with transaction.atomic():
         step_id = ctx.store.record(ctx.claim, point)
         try:
-            create(definition, input, child_id, definition.queue,
-                   parent_id=ctx.claim.execution_id, wake_parent=wait)
+            create(
+                definition,
+                input,
+                child_id,
+                definition.queue,
+                parent_id=ctx.claim.execution_id,
+                wake_parent=wait,
+            )
         except ExecutionAlreadyExists:
             from .models import Execution
 
@@ -88,23 +108,32 @@ def _start_child(ctx: ExecutionContext, sequence: int, position: str, definition
     ctx.remember_point(step_id, point, {"id": child_id})
 
 
-def _outcome_of_running(ctx: ExecutionContext, sequence: int, position: str,
-                        child_id: str) -> Any:
+def _outcome_of_running(ctx: ExecutionContext, sequence: int, position: str, child_id: str) -> Any:
     from .models import Execution
     from .serialization import ERROR_LIMIT, dumps
 
     child = Execution.objects.filter(pk=child_id).values_list("status", "output", "error").first()
-    if child is None or child[0] not in (ExecutionStatus.COMPLETED, ExecutionStatus.FAILED,
-                                         ExecutionStatus.CANCELLED):
+    if child is None or child[0] not in (
+        ExecutionStatus.COMPLETED,
+        ExecutionStatus.FAILED,
+        ExecutionStatus.CANCELLED,
+    ):
         raise Suspend(None)
     status, output, error = child
     step_status = StepStatus.COMPLETED if status == ExecutionStatus.COMPLETED else StepStatus.FAILED
     result = {"id": child_id, "output": output, "status": status}
-    ctx.write(ctx.checkpoint(
-        sequence, position, "child", StepKind.CHILD, step_status,
-        result=dumps(result, "a child's output", ERROR_LIMIT),
-        error=None if error is None else dumps(error, "an error", ERROR_LIMIT),
-    ), result)
+    ctx.write(
+        ctx.checkpoint(
+            sequence,
+            position,
+            "child",
+            StepKind.CHILD,
+            step_status,
+            result=dumps(result, "a child's output", ERROR_LIMIT),
+            error=None if error is None else dumps(error, "an error", ERROR_LIMIT),
+        ),
+        result,
+    )
     return _replayed(step_status, child_id, result, error)
 
 

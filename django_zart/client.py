@@ -112,8 +112,10 @@ def cancel(execution_id: str, *, reason: str = "") -> bool:
         status, run_index, parent_id, wake_parent = row
         if status in TERMINAL:
             return False
-        error = {"type": "django_zart.errors.ExecutionCancelled",
-                 "message": reason or "Cancelled on request."}
+        error = {
+            "type": "django_zart.errors.ExecutionCancelled",
+            "message": reason or "Cancelled on request.",
+        }
         Task.objects.filter(execution_id=execution_id).delete()
         Run.objects.filter(execution_id=execution_id, index=run_index).update(
             status=RunStatus.CANCELLED, finished_at=Now(), error=error
@@ -156,9 +158,7 @@ def status(execution_id: str) -> Execution:
         raise ExecutionNotFound(execution_id) from None
 
 
-def wait(
-    execution_id: str, timeout: Duration, poll_interval: Duration | None = None
-) -> Execution:
+def wait(execution_id: str, timeout: Duration, poll_interval: Duration | None = None) -> Execution:
     """Block until the execution finishes and return its row, or raise ``WaitTimeout``."""
     limit = to_seconds(timeout)
     deadline = time.monotonic() + limit

@@ -139,8 +139,8 @@ class ExecutionContext:
                 NonDeterminismError(
                     self.claim.execution_id,
                     sequence,
-                    "%s %r (at position %d)" % (record.kind.lower(), record.position,
-                                                record.sequence),
+                    "%s %r (at position %d)"
+                    % (record.kind.lower(), record.position, record.sequence),
                     "%s %r" % (kind.lower(), position),
                 )
             )

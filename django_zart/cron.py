@@ -22,8 +22,13 @@ _MACROS = {
     "@yearly": "0 0 1 1 *",
     "@annually": "0 0 1 1 *",
 }
-_MONTHS = {n: i for i, n in enumerate(
-    ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], start=1)}
+_MONTHS = {
+    n: i
+    for i, n in enumerate(
+        ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"],
+        start=1,
+    )
+}
 _DAYS = {n: i for i, n in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "sat"])}
 _FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
     ("minute", 0, 59, {}),
@@ -58,10 +63,12 @@ class Cron:
                 "Cron %r has %d fields; it needs 5: minute hour day-of-month month "
                 "day-of-week (or a macro such as @daily)." % (expression, len(parts))
             )
-        values = [_field(part, *spec, expression) for part, spec in zip(parts, _FIELDS,
-                                                                            strict=True)]
+        values = [
+            _field(part, *spec, expression) for part, spec in zip(parts, _FIELDS, strict=True)
+        ]
         weekdays = frozenset(7 if d == 0 else d for d in values[4]) | frozenset(
-            0 if d == 7 else d for d in values[4])
+            0 if d == 7 else d for d in values[4]
+        )
         return cls(
             expression=expression,
             minutes=tuple(sorted(values[0])),
@@ -100,8 +107,9 @@ class Cron:
         raise CronError("Cron %r never matches a date." % self.expression)
 
 
-def _field(part: str, name: str, low: int, high: int, names: dict[str, int],
-           expression: str) -> set[int]:
+def _field(
+    part: str, name: str, low: int, high: int, names: dict[str, int], expression: str
+) -> set[int]:
     values: set[int] = set()
     for item in part.split(","):
         base, _, step_text = item.partition("/")
@@ -120,8 +128,8 @@ def _field(part: str, name: str, low: int, high: int, names: dict[str, int],
             raise CronError("Cron %r: %r is not a valid %s." % (expression, item, name)) from None
         if step < 1 or not low <= start <= end <= high:
             raise CronError(
-                "Cron %r: %r is out of range for the %s (%d-%d)." % (expression, item, name,
-                                                                      low, high)
+                "Cron %r: %r is out of range for the %s (%d-%d)."
+                % (expression, item, name, low, high)
             )
         values.update(range(start, end + 1, step))
     return values

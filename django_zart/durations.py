@@ -33,4 +33,3 @@ def to_seconds(value: Duration) -> float:
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError("A duration must be finite and not negative: %r" % value)
     return seconds
-

@@ -41,7 +41,8 @@ def execute(claim: Claim, store: Store) -> str:
         logger.warning(
             "Lease lost execution=%s workflow=%s: another worker holds it now; this "
             "worker's result is discarded",
-            claim.execution_id, claim.workflow,
+            claim.execution_id,
+            claim.workflow,
         )
         return "lease-lost"
 
@@ -60,16 +61,18 @@ def _execute(claim: Claim, store: Store) -> str:
     if compensating:
         claim.deadline_at = None  # the handler runs after the deadline that failed it
     if claim.recoveries and claim.recoveries >= get_settings().max_recoveries:
-        return _fail(claim, store, WorkerCrashLoop(claim.execution_id, claim.recoveries),
-                     workflow)
+        return _fail(claim, store, WorkerCrashLoop(claim.execution_id, claim.recoveries), workflow)
     ctx = ExecutionContext(claim=claim, store=store, loaded=store.load_checkpoints(claim))
     if claim.deadline_at is not None and ctx.now() >= claim.deadline_at:
-        return _fail(claim, store, ExecutionTimedOut(claim.execution_id, workflow.timeout or 0),
-                     workflow)
+        return _fail(
+            claim, store, ExecutionTimedOut(claim.execution_id, workflow.timeout or 0), workflow
+        )
     logger.info(
         "Execution %s execution=%s workflow=%s run=%d",
         "started" if claim.fresh else "compensating" if compensating else "resumed",
-        claim.execution_id, claim.workflow, claim.run_index,
+        claim.execution_id,
+        claim.workflow,
+        claim.run_index,
     )
     token = current.set(ctx)
     try:
@@ -85,7 +88,10 @@ def _execute(claim: Claim, store: Store) -> str:
             index = store.rerun(claim, error=serialization.error_text(exc))
             logger.info(
                 "Execution retried execution=%s workflow=%s run=%d error=%s",
-                claim.execution_id, claim.workflow, index, type(exc).__name__,
+                claim.execution_id,
+                claim.workflow,
+                index,
+                type(exc).__name__,
             )
             return "retried"
         return _fail(claim, store, exc, workflow)
@@ -107,7 +113,8 @@ def _suspend(claim: Claim, store: Store, suspend: Suspend) -> str:
     store.suspend(claim, wake_at, suspend.checkpoint)
     logger.info(
         "Execution suspended execution=%s workflow=%s until=%s",
-        claim.execution_id, claim.workflow,
+        claim.execution_id,
+        claim.workflow,
         "an event" if wake_at is None else wake_at.isoformat(),
     )
     return "suspended"
@@ -123,15 +130,24 @@ def _compensate(claim: Claim, store: Store, workflow: Workflow) -> str:
         return _suspend(claim, store, suspend)
     except (Abort, Exception) as exc:
         failure = exc.error if isinstance(exc, Abort) else exc
-        error["compensation"] = {k: v for k, v in serialization.describe_exception(failure)
-                                 .items() if k in ("type", "message", "traceback")}
+        error["compensation"] = {
+            k: v
+            for k, v in serialization.describe_exception(failure).items()
+            if k in ("type", "message", "traceback")
+        }
     else:
         error["compensation"] = "completed"
-    store.finish(claim, status=ExecutionStatus.FAILED, output=None,
-                 error=serialization.dumps(error, "an error", serialization.ERROR_LIMIT))
+    store.finish(
+        claim,
+        status=ExecutionStatus.FAILED,
+        output=None,
+        error=serialization.dumps(error, "an error", serialization.ERROR_LIMIT),
+    )
     logger.info(
         "Execution failed execution=%s workflow=%s error=%s compensation=%s",
-        claim.execution_id, claim.workflow, error.get("type"),
+        claim.execution_id,
+        claim.workflow,
+        error.get("type"),
         "completed" if error["compensation"] == "completed" else "failed",
     )
     return "failed"
@@ -146,9 +162,7 @@ def _complete(claim: Claim, store: Store, output: Any, workflow: Workflow) -> st
     except SerializationError as exc:
         return _fail(claim, store, exc, workflow)
     store.finish(claim, status=ExecutionStatus.COMPLETED, output=text, error=None)
-    logger.info(
-        "Execution completed execution=%s workflow=%s", claim.execution_id, claim.workflow
-    )
+    logger.info("Execution completed execution=%s workflow=%s", claim.execution_id, claim.workflow)
     return "completed"
 
 
@@ -159,7 +173,10 @@ def _fail(claim: Claim, store: Store, exc: BaseException, workflow: Workflow | N
         index = store.rerun(claim, error=error, reason=RunReason.COMPENSATION)
         logger.info(
             "Execution failing execution=%s workflow=%s error=%s: running on_failure in run %d",
-            claim.execution_id, claim.workflow, type(exc).__name__, index,
+            claim.execution_id,
+            claim.workflow,
+            type(exc).__name__,
+            index,
         )
         return "compensating"
     error = serialization.error_text(exc)
@@ -167,6 +184,9 @@ def _fail(claim: Claim, store: Store, exc: BaseException, workflow: Workflow | N
     log = logger.info if isinstance(exc, ZartError) else logger.warning
     log(
         "Execution failed execution=%s workflow=%s error=%s: %s",
-        claim.execution_id, claim.workflow, type(exc).__name__, exc,
+        claim.execution_id,
+        claim.workflow,
+        type(exc).__name__,
+        exc,
     )
     return "failed"

@@ -127,9 +127,7 @@ class NotInWorkflow(ZartError):
 
     def __init__(self, function: str) -> None:
         self.function = function
-        super().__init__(
-            "zart.%s() can only be called while a worker runs a workflow." % function
-        )
+        super().__init__("zart.%s() can only be called while a worker runs a workflow." % function)
 
 
 class SerializationError(ZartError):

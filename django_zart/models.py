@@ -128,11 +128,17 @@ class Step(models.Model):
     # No FK indexes: zart_step_unique_position and zart_step_replay lead with these
     # columns, and every checkpoint INSERT pays for each index.
     run = models.ForeignKey(
-        Run, on_delete=models.CASCADE, related_name="steps", verbose_name=_("run"),
+        Run,
+        on_delete=models.CASCADE,
+        related_name="steps",
+        verbose_name=_("run"),
         db_index=False,
     )
     execution = models.ForeignKey(
-        Execution, on_delete=models.CASCADE, related_name="steps", verbose_name=_("execution"),
+        Execution,
+        on_delete=models.CASCADE,
+        related_name="steps",
+        verbose_name=_("execution"),
         db_index=False,
     )
     run_index = models.PositiveIntegerField(_("run index"))

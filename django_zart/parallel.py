@@ -58,8 +58,9 @@ def _schedule_many(
         payload = serialization.encode([list(args), kwargs], what)
         serialization.dumps(payload, what, get_settings().max_payload_bytes)
         points.append(
-            ctx.checkpoint(sequence, position, step.name, StepKind.BRANCH, StepStatus.SCHEDULED,
-                           attempts=0)
+            ctx.checkpoint(
+                sequence, position, step.name, StepKind.BRANCH, StepStatus.SCHEDULED, attempts=0
+            )
         )
         payloads.append(payload)
     if points:
@@ -82,7 +83,7 @@ def wait_all(handles: Iterable[Handle], *, return_exceptions: bool = False) -> A
     return _wait_all(handles, return_exceptions)
 
 
-def map(step: Step, items: Iterable[Any]) -> Any:  # noqa: A001 - zart.map reads well
+def map(step: Step, items: Iterable[Any]) -> Any:
     """``step(item)`` for every item, as parallel branches; their results in order."""
     calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = [((item,), {}) for item in items]
     if in_event_loop():
@@ -106,12 +107,26 @@ def _wait_all(handles: list[Handle], return_exceptions: bool) -> list[Any]:
             raise Suspend(None)
         raise Suspend(
             None,
-            ctx.checkpoint(sequence, position, "wait_all", StepKind.GROUP, StepStatus.WAITING,
-                           result=json.dumps({"positions": positions})),
+            ctx.checkpoint(
+                sequence,
+                position,
+                "wait_all",
+                StepKind.GROUP,
+                StepStatus.WAITING,
+                result=json.dumps({"positions": positions}),
+            ),
         )
     if group is not None and group.status != StepStatus.COMPLETED:
-        ctx.write(ctx.checkpoint(sequence, position, "wait_all", StepKind.GROUP,
-                                 StepStatus.COMPLETED, result=json.dumps({"positions": positions})))
+        ctx.write(
+            ctx.checkpoint(
+                sequence,
+                position,
+                "wait_all",
+                StepKind.GROUP,
+                StepStatus.COMPLETED,
+                result=json.dumps({"positions": positions}),
+            )
+        )
     results: list[Any] = []
     for record in records:
         if record.status == StepStatus.COMPLETED:
@@ -131,8 +146,9 @@ def _current(ctx: ExecutionContext, positions: list[str]) -> list[Record]:
         return [r for r in known if r is not None]
     missing = [p for p in positions if p not in ctx.by_position]
     if missing:
-        raise ZartError("wait_all() got handles of branches this run did not schedule: %s"
-                        % ", ".join(missing))
+        raise ZartError(
+            "wait_all() got handles of branches this run did not schedule: %s" % ", ".join(missing)
+        )
     fresh = {r.position: r for r in ctx.store.branch_states(ctx.claim, positions)}
     for record in fresh.values():
         if record.status in FINISHED:

@@ -75,10 +75,17 @@ class Declaration:
 _declared: dict[str, Declaration] = {}
 
 
-def declare(workflow: str, *, cron: str | None, every: Duration | None,
-            timezone: str | None = None, input: Any = None,
-            overlap: str = OverlapPolicy.SKIP, catch_up: Duration = "1h",
-            execution_id: str = "{schedule}-{tick}") -> None:
+def declare(
+    workflow: str,
+    *,
+    cron: str | None,
+    every: Duration | None,
+    timezone: str | None = None,
+    input: Any = None,
+    overlap: str = OverlapPolicy.SKIP,
+    catch_up: Duration = "1h",
+    execution_id: str = "{schedule}-{tick}",
+) -> None:
     """Record a schedule declared with ``@zart.workflow``; invalid ones fail here."""
     _declared[workflow] = Declaration(
         workflow=workflow,
@@ -161,7 +168,10 @@ def _save(model: Any, name: str, declaration: Declaration, *, declared: bool) ->
                 name=name, next_tick_at=recurrence.next_after(django_timezone.now()), **fields
             )
         timing_changed = (row.cron, row.every, row.timezone) != (
-            fields["cron"], fields["every"], fields["timezone"])
+            fields["cron"],
+            fields["every"],
+            fields["timezone"],
+        )
         for key, value in fields.items():
             setattr(row, key, value)
         if timing_changed:
@@ -212,7 +222,8 @@ def _tick(row: Any, now: datetime) -> int:
             if running and row.overlap == OverlapPolicy.CANCEL:
                 cancel(previous, reason="Replaced by the next tick of schedule %r." % row.name)
             execution_id = row.execution_id.format(
-                schedule=row.name, tick=tick.strftime(TICK_FORMAT), occurrence=row.occurrence)
+                schedule=row.name, tick=tick.strftime(TICK_FORMAT), occurrence=row.occurrence
+            )
             try:
                 create(definition, serialization.decode(row.input), execution_id, definition.queue)
                 started += 1
@@ -230,8 +241,9 @@ def _tick(row: Any, now: datetime) -> int:
 def _overlap(value: str) -> str:
     upper = str(value).upper()
     if upper not in OverlapPolicy.values:
-        raise ZartError("overlap must be one of %s, not %r." % (", ".join(OverlapPolicy.values),
-                                                                value))
+        raise ZartError(
+            "overlap must be one of %s, not %r." % (", ".join(OverlapPolicy.values), value)
+        )
     return upper
 
 
@@ -244,10 +256,11 @@ def _template(template: str) -> str:
             % (template, exc)
         ) from None
     if "{tick}" not in template and "{occurrence}" not in template:
-        raise ZartError("Execution id template %r must contain {tick} or {occurrence}, or "
-                        "every tick would get the same id." % template)
+        raise ZartError(
+            "Execution id template %r must contain {tick} or {occurrence}, or "
+            "every tick would get the same id." % template
+        )
     return template
 
 
-__all__ = ["CronError", "declare", "run_due", "schedule_recurring", "sync_declared",
-           "unschedule"]
+__all__ = ["CronError", "declare", "run_due", "schedule_recurring", "sync_declared", "unschedule"]

@@ -24,9 +24,7 @@ class ExecutionStatus(models.TextChoices):
     """Stopped on request before it finished."""
 
 
-TERMINAL = frozenset(
-    {ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED}
-)
+TERMINAL = frozenset({ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED})
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     ExecutionStatus.PENDING: frozenset(

@@ -107,8 +107,9 @@ class Step:
             raise ValueError("with_id() needs a non-empty name, not %r." % (name,))
         return lambda *args, **kwargs: self._dispatch(name, args, kwargs)
 
-    def position_name(self, explicit: str | None, args: tuple[Any, ...],
-                      kwargs: dict[str, Any]) -> tuple[str, bool]:
+    def position_name(
+        self, explicit: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[str, bool]:
         if explicit is not None:
             return explicit, True
         if not self.templated:
@@ -122,8 +123,7 @@ class Step:
                 "Step name template %r does not fit the call's arguments: %s" % (self.name, exc)
             ) from None
 
-    def _dispatch(self, explicit: str | None, args: tuple[Any, ...],
-                  kwargs: dict[str, Any]) -> Any:
+    def _dispatch(self, explicit: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         ctx = current.get()
         if ctx is None or ctx.step is not None:
             # Outside a workflow, or nested in another step (which is the durable unit).
@@ -140,12 +140,23 @@ class Step:
             return async_to_sync(self._acall)(ctx, name, is_explicit, args, kwargs)
         return self._call(ctx, name, is_explicit, args, kwargs)
 
-    def _call(self, ctx: ExecutionContext, name: str, explicit: bool,
-              args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def _call(
+        self,
+        ctx: ExecutionContext,
+        name: str,
+        explicit: bool,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
         return self.attempts(ctx, plan(ctx, self, name, explicit), args, kwargs)
 
-    def attempts(self, ctx: ExecutionContext, attempt: Attempt | Replayed,
-                 args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def attempts(
+        self,
+        ctx: ExecutionContext,
+        attempt: Attempt | Replayed,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
         """Run attempts until one succeeds, the step gives up, or a retry must wait."""
         while True:
             if isinstance(attempt, Replayed):
@@ -158,8 +169,14 @@ class Step:
             else:
                 return succeeded(ctx, self, attempt, value)
 
-    async def _acall(self, ctx: ExecutionContext, name: str, explicit: bool,
-                     args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    async def _acall(
+        self,
+        ctx: ExecutionContext,
+        name: str,
+        explicit: bool,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
         attempt = plan(ctx, self, name, explicit)
         while True:
             if isinstance(attempt, Replayed):
@@ -227,8 +244,9 @@ def plan(ctx: ExecutionContext, step: Step, name: str, explicit: bool) -> Attemp
     return plan_from(ctx, step, sequence, position, record)
 
 
-def plan_from(ctx: ExecutionContext, step: Step, sequence: int, position: str,
-              record: Record | None) -> Attempt | Replayed:
+def plan_from(
+    ctx: ExecutionContext, step: Step, sequence: int, position: str, record: Record | None
+) -> Attempt | Replayed:
     if record is None:
         ctx.check_deadline()
         return Attempt(sequence, position, 1, ())
@@ -255,11 +273,15 @@ def succeeded(ctx: ExecutionContext, step: Step, attempt: Attempt, value: Any) -
     rows = attempt.earlier
     if attempt.number > 1:
         rows = (*rows, (attempt.number, AttemptStatus.SUCCEEDED, None))
-    ctx.write(_checkpoint(ctx, step, attempt, StepStatus.COMPLETED, result=text, rows=rows),
-              encoded)
+    ctx.write(
+        _checkpoint(ctx, step, attempt, StepStatus.COMPLETED, result=text, rows=rows), encoded
+    )
     logger.info(
         "Step done execution=%s workflow=%s step=%s attempt=%d",
-        ctx.claim.execution_id, ctx.claim.workflow, attempt.position, attempt.number,
+        ctx.claim.execution_id,
+        ctx.claim.workflow,
+        attempt.position,
+        attempt.number,
     )
     return serialization.decode(encoded)
 
@@ -274,7 +296,11 @@ def failed(ctx: ExecutionContext, step: Step, attempt: Attempt, exc: Exception) 
     rows = (*attempt.earlier, (attempt.number, AttemptStatus.FAILED, error))
     logger.info(
         "Step attempt failed execution=%s workflow=%s step=%s attempt=%d retry_in=%.3fs",
-        ctx.claim.execution_id, ctx.claim.workflow, attempt.position, attempt.number, delay,
+        ctx.claim.execution_id,
+        ctx.claim.workflow,
+        attempt.position,
+        attempt.number,
+        delay,
     )
     if delay <= 0:
         return Attempt(attempt.sequence, attempt.position, attempt.number + 1, rows)
@@ -289,21 +315,37 @@ def give_up(ctx: ExecutionContext, step: Step, attempt: Attempt, exc: Exception)
     rows = (*attempt.earlier, (attempt.number, AttemptStatus.FAILED, error))
     if attempt.number == 1:
         rows = ()  # the step row holds the only attempt's error
-    record = ctx.write(_checkpoint(ctx, step, attempt, StepStatus.FAILED, error=error,
-                                   rows=rows))
+    record = ctx.write(_checkpoint(ctx, step, attempt, StepStatus.FAILED, error=error, rows=rows))
     logger.info(
         "Step failed execution=%s workflow=%s step=%s attempts=%d",
-        ctx.claim.execution_id, ctx.claim.workflow, attempt.position, attempt.number,
+        ctx.claim.execution_id,
+        ctx.claim.workflow,
+        attempt.position,
+        attempt.number,
     )
     raise step_failed(attempt.position, attempt.number, record.error or {}) from exc
 
 
-def _checkpoint(ctx: ExecutionContext, step: Step, attempt: Attempt, status: str, *,
-                result: str | None = None, error: str | None = None,
-                rows: tuple[tuple[int, str, str | None], ...] = ()) -> Any:
+def _checkpoint(
+    ctx: ExecutionContext,
+    step: Step,
+    attempt: Attempt,
+    status: str,
+    *,
+    result: str | None = None,
+    error: str | None = None,
+    rows: tuple[tuple[int, str, str | None], ...] = (),
+) -> Any:
     return ctx.checkpoint(
-        attempt.sequence, attempt.position, step.name, StepKind.STEP, status,
-        result=result, error=error, attempts=attempt.number, rows=rows,
+        attempt.sequence,
+        attempt.position,
+        step.name,
+        StepKind.STEP,
+        status,
+        result=result,
+        error=error,
+        attempts=attempt.number,
+        rows=rows,
     )
 
 

@@ -64,8 +64,5 @@ def send_event_view(request: HttpRequest, execution_id: str, name: str) -> JsonR
     except ExecutionFinished as exc:
         return _error(409, "finished", str(exc))
     except SerializationError as exc:
-        return _error(413 if "MAX_PAYLOAD_BYTES" in str(exc) else 400, "invalid_payload",
-                      str(exc))
-    return JsonResponse(
-        {"execution_id": execution_id, "event": name, "waiting": woke}, status=202
-    )
+        return _error(413 if "MAX_PAYLOAD_BYTES" in str(exc) else 400, "invalid_payload", str(exc))
+    return JsonResponse({"execution_id": execution_id, "event": name, "waiting": woke}, status=202)

@@ -73,8 +73,9 @@ def _sleep(function: str, name: str, wake_time: Callable[[ExecutionContext], dat
             ),
         )
     ctx.write(
-        ctx.checkpoint(sequence, position, name, StepKind.SLEEP, StepStatus.COMPLETED,
-                       wake_at=wake_at)
+        ctx.checkpoint(
+            sequence, position, name, StepKind.SLEEP, StepStatus.COMPLETED, wake_at=wake_at
+        )
     )
 
 
@@ -109,7 +110,11 @@ def _wait_for_event(name: str, timeout: float | None) -> Any:
         error = EventTimeout(name, timeout or 0)
         ctx.write(
             ctx.checkpoint(
-                sequence, position, name, StepKind.EVENT, StepStatus.FAILED,
+                sequence,
+                position,
+                name,
+                StepKind.EVENT,
+                StepStatus.FAILED,
                 error=serialization.error_text(error),
                 wake_at=deadline,
             )
@@ -145,8 +150,7 @@ def capture(name: str, fn: Callable[[], Any]) -> Any:
 
 
 async def _acapture(name: str, fn: Callable[[], Any]) -> Any:
-    ctx, sequence, position, record = await sync_to_async(_begin)("capture", StepKind.CAPTURE,
-                                                                 name)
+    ctx, sequence, position, record = await sync_to_async(_begin)("capture", StepKind.CAPTURE, name)
     if record is not None:
         return serialization.decode(record.result)
     value = fn()
@@ -162,14 +166,16 @@ def _capture(function: str, name: str, fn: Callable[[ExecutionContext], Any]) ->
     return _record_value(ctx, sequence, position, name, fn(ctx))
 
 
-def _record_value(ctx: ExecutionContext, sequence: int, position: str, name: str,
-                  value: Any) -> Any:
+def _record_value(
+    ctx: ExecutionContext, sequence: int, position: str, name: str, value: Any
+) -> Any:
     what = "the value captured as %r" % name
     encoded = serialization.encode(value, what)
     text = serialization.dumps(encoded, what, get_settings().max_payload_bytes)
     ctx.write(
-        ctx.checkpoint(sequence, position, name, StepKind.CAPTURE, StepStatus.COMPLETED,
-                       result=text),
+        ctx.checkpoint(
+            sequence, position, name, StepKind.CAPTURE, StepStatus.COMPLETED, result=text
+        ),
         encoded,
     )
     return serialization.decode(encoded)

@@ -47,8 +47,9 @@ class WorkerOptions:
     listen: bool = True
     """LISTEN for notifications of due work (PostgreSQL); off, the worker only polls."""
     worker_id: str = field(
-        default_factory=lambda: "%s-%d-%s" % (socket.gethostname(), os.getpid(),
-                                              uuid.uuid4().hex[:6])
+        default_factory=lambda: (
+            "%s-%d-%s" % (socket.gethostname(), os.getpid(), uuid.uuid4().hex[:6])
+        )
     )
 
     @classmethod
@@ -89,7 +90,10 @@ class Worker:
         opts = self.options
         logger.info(
             "Worker starting id=%s queues=%s concurrency=%d poll_interval=%.3fs",
-            opts.worker_id, ",".join(opts.queues), opts.concurrency, opts.poll_interval,
+            opts.worker_id,
+            ",".join(opts.queues),
+            opts.concurrency,
+            opts.poll_interval,
         )
         self.store.register_worker(
             WorkerRow(
@@ -195,7 +199,8 @@ class Worker:
                 logger.exception(
                     "Worker error execution=%s workflow=%s; the lease will expire and "
                     "another worker will take it over",
-                    claim.execution_id, claim.workflow,
+                    claim.execution_id,
+                    claim.workflow,
                 )
                 connection.close()
             finally:
@@ -231,12 +236,11 @@ class Worker:
             left = list(self._running.values())
         self._drained.set()
         if left:
-            released = self.store.release(
-                list({c.token for c in left}), [c.task_id for c in left]
-            )
+            released = self.store.release(list({c.token for c in left}), [c.task_id for c in left])
             logger.warning(
                 "Worker released %d unfinished execution(s) after the shutdown timeout: %s",
-                released, ", ".join(c.execution_id for c in left),
+                released,
+                ", ".join(c.execution_id for c in left),
             )
         for _ in range(self.options.concurrency):
             self._inbox.put(None)

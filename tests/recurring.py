@@ -6,8 +6,9 @@ import django_zart as zart
 from .workflows import mark
 
 
-@zart.workflow("tick", every="1s",
-               schedule_options={"execution_id": "tick-{occurrence}", "overlap": "ALLOW"})
+@zart.workflow(
+    "tick", every="1s", schedule_options={"execution_id": "tick-{occurrence}", "overlap": "ALLOW"}
+)
 def tick(data: None) -> int:
     mark("tick")
     return 1

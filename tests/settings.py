@@ -47,9 +47,7 @@ TEMPLATES = [
     }
 ]
 
-DATABASES = {
-    "default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/zart")
-}
+DATABASES = {"default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/zart")}
 _default = DATABASES["default"]
 # One test database per checkout, so two checkouts can run their suites side by side.
 _checkout = hashlib.sha1(str(BASE_DIR).encode()).hexdigest()[:8]

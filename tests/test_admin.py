@@ -245,8 +245,9 @@ def test_schedules_are_listed_and_deletable(admin_client: Client) -> None:
 
     from django_zart.models import Schedule
 
-    Schedule.objects.create(name="nightly-<b>", workflow="reports", cron="0 2 * * *",
-                            next_tick_at=timezone.now())
+    Schedule.objects.create(
+        name="nightly-<b>", workflow="reports", cron="0 2 * * *", next_tick_at=timezone.now()
+    )
     listing = admin_client.get(admin_url(Schedule, "changelist"))
     assert listing.status_code == 200 and "nightly-&lt;b&gt;" in listing.text
     assert admin_client.get(admin_url(Schedule, "add")).status_code == 403

@@ -9,8 +9,9 @@ def test_valid_settings_pass() -> None:
     assert check_settings() == []
 
 
-@override_settings(ZART={"POLL_INTERVAL": "soon", "MAX_CONCURRENT_TASKS": 0, "QUEUES": "a",
-                         "TYPO": 1})
+@override_settings(
+    ZART={"POLL_INTERVAL": "soon", "MAX_CONCURRENT_TASKS": 0, "QUEUES": "a", "TYPO": 1}
+)
 def test_bad_settings_are_reported() -> None:
     messages = [m.msg for m in check_settings()]
     assert any("POLL_INTERVAL" in m for m in messages)

@@ -42,8 +42,9 @@ def test_cancelling_a_parent_cancels_its_children(run_worker: Callable[..., int]
         zart.cancel("nope")
 
 
-def test_a_cancelled_child_raises_in_its_waiting_parent(drain: Drain,
-                                                       run_worker: Callable[..., int]) -> None:
+def test_a_cancelled_child_raises_in_its_waiting_parent(
+    drain: Drain, run_worker: Callable[..., int]
+) -> None:
     zart.start("waiting-parent", None, execution_id="wp2")
     run_worker()
     run_worker()
@@ -62,7 +63,12 @@ def test_on_failure_runs_once_durably_then_the_execution_fails(drain: Drain) -> 
     error = info.value.error
     assert error["type"] == "builtins.ValueError" and error["compensation"] == "completed"
     marks = list(SideEffect.objects.filter(execution_id="o").values_list("step", flat=True))
-    assert marks == ["order-body", "order-body", "refund", "refund",
-                     "compensated: builtins.ValueError"]
+    assert marks == [
+        "order-body",
+        "order-body",
+        "refund",
+        "refund",
+        "compensated: builtins.ValueError",
+    ]
     reasons = list(Run.objects.filter(execution_id="o").values_list("reason", flat=True))
     assert reasons == ["INITIAL", "RETRY", "COMPENSATION"]

@@ -10,8 +10,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def test_burst_runs_everything_due_and_exits() -> None:
     ids = [zart.start("arith", {"a": i, "b": 0}) for i in range(5)]
-    call_command("runzartworker", "--burst", "--concurrency", "2", "--queue", "default",
-                 verbosity=0)
+    call_command(
+        "runzartworker", "--burst", "--concurrency", "2", "--queue", "default", verbosity=0
+    )
     assert [zart.wait_completion(i, 1)["sum"] for i in ids] == [110, 111, 112, 113, 114]
 
 

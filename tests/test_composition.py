@@ -15,11 +15,11 @@ Drain = Callable[..., None]
 def test_fan_out_and_in(drain: Drain) -> None:
     zart.start("fan-out", {"n": 20}, execution_id="fan")
     drain("fan")
-    assert zart.wait_completion("fan", 1) == {"sum": sum(i * i for i in range(20)),
-                                              "pair": [3, 7]}
+    assert zart.wait_completion("fan", 1) == {"sum": sum(i * i for i in range(20)), "pair": [3, 7]}
     branches = Step.objects.filter(execution_id="fan", kind="BRANCH")
     assert branches.count() == 22 and set(branches.values_list("status", flat=True)) == {
-        "COMPLETED"}
+        "COMPLETED"
+    }
     assert branches.get(position="square#14").attempts == 2  # 13 failed once, retried
     assert Step.objects.filter(execution_id="fan", kind="GROUP", status="COMPLETED").count() == 2
     assert not Task.objects.exists()
@@ -44,8 +44,9 @@ def test_a_loop_gets_one_checkpoint_per_iteration(drain: Drain) -> None:
     assert positions[:3] == ["process", "process#2", "process#3"] and len(positions) == 50
 
 
-def test_templated_and_explicit_names_survive_reordering(drain: Drain,
-                                                         run_worker: Callable) -> None:
+def test_templated_and_explicit_names_survive_reordering(
+    drain: Drain, run_worker: Callable
+) -> None:
     from tests.models import Flag  # noqa: F401  (module import keeps flags registered)
 
     zart.start("named", {"items": [[1, "a"], [2, "b"]], "tag": "x"}, execution_id="nm")
@@ -53,13 +54,12 @@ def test_templated_and_explicit_names_survive_reordering(drain: Drain,
     # The replay sees the same items in another order: found by name, not by position.
     from django_zart.models import Execution
 
-    Execution.objects.filter(pk="nm").update(
-        input={"items": [[2, "b"], [1, "a"]], "tag": "x"}
-    )
+    Execution.objects.filter(pk="nm").update(input={"items": [[2, "b"], [1, "a"]], "tag": "x"})
     drain("nm")
     assert zart.wait_completion("nm", 1) == ["2:b", "1:a", 2]
-    assert set(Step.objects.filter(execution_id="nm", kind="STEP").values_list(
-        "position", flat=True)) == {"report-1", "report-2", "add-x", "wait-once"}
+    assert set(
+        Step.objects.filter(execution_id="nm", kind="STEP").values_list("position", flat=True)
+    ) == {"report-1", "report-2", "add-x", "wait-once"}
 
 
 def test_the_same_explicit_name_twice_is_an_error(drain: Drain) -> None:
@@ -75,11 +75,13 @@ def test_retry_on_and_give_up_on(drain: Drain) -> None:
     zart.start("policies", {}, execution_id="pol")
     drain("pol")
     assert zart.wait_completion("pol", 1) == {
-        "value": "gave up", "conn": "gave up", "timeout": "gave up", "key": "gave up",
+        "value": "gave up",
+        "conn": "gave up",
+        "timeout": "gave up",
+        "key": "gave up",
     }
     attempts = dict(Step.objects.filter(execution_id="pol").values_list("position", "attempts"))
-    assert attempts == {"business": 1, "business#2": 4, "only-timeouts": 3,
-                        "only-timeouts#2": 1}
+    assert attempts == {"business": 1, "business#2": 4, "only-timeouts": 3, "only-timeouts#2": 1}
     failed = Step.objects.get(execution_id="pol", position="business")
     assert failed.error["type"] == "builtins.ValueError"
 
@@ -101,6 +103,11 @@ def test_asyncio_gather_runs_steps_concurrently_and_durably(drain: Drain) -> Non
     names = ["async-inc-0", "async-inc-1", "async-inc-2"]
     assert zart.wait_completion("g", 1) == [[0, 2, 4], names, [22, 42]]
     positions = set(Step.objects.filter(execution_id="g").values_list("position", flat=True))
-    assert {"async-inc-0", "async-inc-1", "async-inc-2", "async-inc-10",
-            "async-inc-20"} <= positions
+    assert {
+        "async-inc-0",
+        "async-inc-1",
+        "async-inc-2",
+        "async-inc-10",
+        "async-inc-20",
+    } <= positions
     assert Step.objects.filter(execution_id="g").count() == 10

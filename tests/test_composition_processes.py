@@ -28,8 +28,11 @@ def test_two_hundred_branches_on_three_workers_wake_the_body_once(
         assert worker.terminate() == 0
     assert output["n"] == 200 and output["ordered"]
     assert len(output["pids"]) >= 2  # the branches really ran in several workers
-    per_branch = (SideEffect.objects.filter(execution_id="wide", step__startswith="branch-")
-                  .values("step").annotate(n=Count("id")))
+    per_branch = (
+        SideEffect.objects.filter(execution_id="wide", step__startswith="branch-")
+        .values("step")
+        .annotate(n=Count("id"))
+    )
     assert per_branch.count() == 200 and {row["n"] for row in per_branch} == {1}
     # The body ran past wait_all exactly once. Its runs: the first, at most one early look
     # (branches that finished before it suspended), and the one wake by the last branch.
@@ -39,26 +42,38 @@ def test_two_hundred_branches_on_three_workers_wake_the_body_once(
     group = Step.objects.get(execution_id="wide", kind="GROUP")
     assert group.status == "COMPLETED"
     assert not Task.objects.exists()
-    print("\n200 branches on 3 workers: %.2fs (%.0f steps/s), body runs %d"
-          % (elapsed, 200 / elapsed, body_runs))
+    print(
+        "\n200 branches on 3 workers: %.2fs (%.0f steps/s), body runs %d"
+        % (elapsed, 200 / elapsed, body_runs)
+    )
 
 
 def test_a_crash_while_branches_run_loses_nothing(worker_process: Start) -> None:
     zart.start("wide", {"n": 100}, execution_id="wide-crash")
     doomed = worker_process("--concurrency", "4", "--orphan-timeout", "2")
-    wait_for(lambda: SideEffect.objects.filter(step__startswith="branch-").count() >= 20, 30,
-             "some branches to run")
+    wait_for(
+        lambda: SideEffect.objects.filter(step__startswith="branch-").count() >= 20,
+        30,
+        "some branches to run",
+    )
     doomed.kill()
-    done_before = set(Step.objects.filter(execution_id="wide-crash", kind="BRANCH",
-                                          status="COMPLETED").values_list("position", flat=True))
+    done_before = set(
+        Step.objects.filter(
+            execution_id="wide-crash", kind="BRANCH", status="COMPLETED"
+        ).values_list("position", flat=True)
+    )
     worker_process("--concurrency", "4", "--orphan-timeout", "2")
     assert zart.wait_completion("wide-crash", 60)["n"] == 100
-    ran = (SideEffect.objects.filter(execution_id="wide-crash", step__startswith="branch-")
-           .values("step").annotate(n=Count("id")))
+    ran = (
+        SideEffect.objects.filter(execution_id="wide-crash", step__startswith="branch-")
+        .values("step")
+        .annotate(n=Count("id"))
+    )
     assert ran.count() == 100
     # A branch that finished before the crash never ran again; one in flight may have.
-    finished_steps = {"branch-%s" % (int(p.split("#")[1]) - 1 if "#" in p else 0)
-                      for p in done_before}
+    finished_steps = {
+        "branch-%s" % (int(p.split("#")[1]) - 1 if "#" in p else 0) for p in done_before
+    }
     assert all(row["n"] == 1 for row in ran if row["step"] in finished_steps)
     assert sum(row["n"] for row in ran) <= 100 + 4
 
@@ -68,20 +83,24 @@ def test_a_thousand_iterations_survive_a_sigkill(worker_process: Start) -> None:
     zart.start("loop", {"n": 1000, "slow": 0.002}, execution_id="long-loop")
     started = time.monotonic()
     doomed = worker_process("--orphan-timeout", "2")
-    wait_for(lambda: SideEffect.objects.filter(execution_id="long-loop").count() >= 400, 60,
-             "the loop to pass 400")
+    wait_for(
+        lambda: SideEffect.objects.filter(execution_id="long-loop").count() >= 400,
+        60,
+        "the loop to pass 400",
+    )
     doomed.kill()
     worker_process("--orphan-timeout", "2")
     assert zart.wait_completion("long-loop", 120) == sum(range(1000))
     elapsed = time.monotonic() - started
-    ran = (SideEffect.objects.filter(execution_id="long-loop").values("step")
-           .annotate(n=Count("id")))
+    ran = SideEffect.objects.filter(execution_id="long-loop").values("step").annotate(n=Count("id"))
     counts = [row["n"] for row in ran]
     assert len(counts) == 1000
     assert counts.count(1) >= 999 and max(counts) <= 2  # only the one in flight re-ran
     assert Step.objects.filter(execution_id="long-loop").count() == 1000
-    print("\n1000-iteration loop with a SIGKILL: %.2fs (%.0f steps/s, incl. 2s takeover)"
-          % (elapsed, 1000 / elapsed))
+    print(
+        "\n1000-iteration loop with a SIGKILL: %.2fs (%.0f steps/s, incl. 2s takeover)"
+        % (elapsed, 1000 / elapsed)
+    )
 
 
 def test_children_failure_handlers_and_cancel_across_processes(worker_process: Start) -> None:

@@ -16,12 +16,20 @@ URL = "/zart/executions/%s/events/%s"
 TOKENS = {"EVENT_TOKENS": ["s3cret", "other-service"], "MAX_PAYLOAD_BYTES": 200}
 
 
-def post(client: Client, execution_id: str, name: str, body: object = None, *,
-         token: str | None = "s3cret", raw: bytes | None = None) -> tuple[int, dict]:
+def post(
+    client: Client,
+    execution_id: str,
+    name: str,
+    body: object = None,
+    *,
+    token: str | None = "s3cret",
+    raw: bytes | None = None,
+) -> tuple[int, dict]:
     headers = {"Authorization": "Bearer %s" % token} if token is not None else {}
     data = raw if raw is not None else json.dumps(body).encode()
-    response = client.post(URL % (execution_id, name), data=data,
-                           content_type="application/json", headers=headers)
+    response = client.post(
+        URL % (execution_id, name), data=data, content_type="application/json", headers=headers
+    )
     return response.status_code, response.json()
 
 
@@ -35,8 +43,11 @@ class TestHttp:
     def test_delivers_with_a_valid_token(self, client: Client) -> None:
         zart.start("approval", {}, execution_id="h1")
         status, body = post(client, "h1", "approved", {"by": "web"})
-        assert status == 202 and body == {"execution_id": "h1", "event": "approved",
-                                          "waiting": False}
+        assert status == 202 and body == {
+            "execution_id": "h1",
+            "event": "approved",
+            "waiting": False,
+        }
         assert Event.objects.get(execution_id="h1").payload == {"by": "web"}
         status, _ = post(client, "h1", "approved", {"by": "svc"}, token="other-service")
         assert status == 202
@@ -49,9 +60,12 @@ class TestHttp:
         zart.start("approval", {}, execution_id="h2")
         status, body = post(client, "h2", "approved", {}, token=None)
         assert status == 401 and body["error"] == "unauthorized"
-        response = client.post(URL % ("h2", "approved"), data="{}",
-                               content_type="application/json",
-                               headers={"Authorization": "Basic abc"})
+        response = client.post(
+            URL % ("h2", "approved"),
+            data="{}",
+            content_type="application/json",
+            headers={"Authorization": "Basic abc"},
+        )
         assert response.status_code == 401 and "Bearer" in response["WWW-Authenticate"]
 
     def test_wrong_token_is_403(self, client: Client) -> None:

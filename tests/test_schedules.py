@@ -28,18 +28,21 @@ pytestmark = pytest.mark.django_db(transaction=True)
 )
 def test_cron_next_tick(expression: str, after: str, expected: str) -> None:
     moment = datetime.fromisoformat(after).replace(tzinfo=UTC)
-    assert Cron.parse(expression).next_after(moment) == datetime.fromisoformat(
-        expected).replace(tzinfo=UTC)
+    assert Cron.parse(expression).next_after(moment) == datetime.fromisoformat(expected).replace(
+        tzinfo=UTC
+    )
 
 
 def test_cron_in_a_time_zone() -> None:
     moment = datetime(2026, 7, 1, 0, 0, tzinfo=UTC)
     assert Cron.parse("0 9 * * *").next_after(moment, "Europe/Paris") == datetime(
-        2026, 7, 1, 7, 0, tzinfo=UTC)
+        2026, 7, 1, 7, 0, tzinfo=UTC
+    )
 
 
-@pytest.mark.parametrize("expression", ["* * *", "61 * * * *", "*/0 * * * *", "x * * * *",
-                                        "0 0 31 2 *"])
+@pytest.mark.parametrize(
+    "expression", ["* * *", "61 * * * *", "*/0 * * * *", "x * * * *", "0 0 31 2 *"]
+)
 def test_invalid_cron_is_refused_when_declared(expression: str) -> None:
     with pytest.raises(ValueError, match="Cron"):
         if expression == "0 0 31 2 *":
@@ -64,12 +67,14 @@ def test_schedule_recurring_validates() -> None:
 
 def backdate(name: str, seconds: float) -> None:
     Schedule.objects.filter(pk=name).update(
-        next_tick_at=timezone.now() - timedelta(seconds=seconds))
+        next_tick_at=timezone.now() - timedelta(seconds=seconds)
+    )
 
 
 def test_a_tick_starts_one_execution_once() -> None:
-    zart.schedule_recurring("nightly", "long-tick", {"seconds": 0}, every="1d",
-                            execution_id="nightly-{occurrence}")
+    zart.schedule_recurring(
+        "nightly", "long-tick", {"seconds": 0}, every="1d", execution_id="nightly-{occurrence}"
+    )
     backdate("nightly", 1)
     assert run_due() == 1
     assert run_due() == 0  # the next tick is a day away
@@ -79,8 +84,9 @@ def test_a_tick_starts_one_execution_once() -> None:
 
 
 def test_missed_ticks_within_the_catch_up_window_run(drain: Callable[..., None]) -> None:
-    zart.schedule_recurring("catchup", "long-tick", {"seconds": 0}, every="1m",
-                            catch_up="10m", overlap="ALLOW")
+    zart.schedule_recurring(
+        "catchup", "long-tick", {"seconds": 0}, every="1m", catch_up="10m", overlap="ALLOW"
+    )
     backdate("catchup", 30 * 60 + 1)  # a 30-minute outage: 31 ticks, 10 of them recent
     assert run_due() == 10
     ids = sorted(Execution.objects.values_list("pk", flat=True))
@@ -89,14 +95,21 @@ def test_missed_ticks_within_the_catch_up_window_run(drain: Callable[..., None])
 
 
 def test_overlap_policies(run_worker: Callable[..., int]) -> None:
-    zart.schedule_recurring("skip", "long-tick", {"seconds": 0}, every="1s",
-                            execution_id="skip-{occurrence}")
+    zart.schedule_recurring(
+        "skip", "long-tick", {"seconds": 0}, every="1s", execution_id="skip-{occurrence}"
+    )
     backdate("skip", 0.5)
     assert run_due() == 1  # skip-1 starts, and stays pending: no worker runs it
     backdate("skip", 0.5)
     assert run_due() == 0  # skipped: skip-1 still runs
-    zart.schedule_recurring("cancel", "long-tick", {"seconds": 0}, every="1s",
-                            overlap="CANCEL", execution_id="cancel-{occurrence}")
+    zart.schedule_recurring(
+        "cancel",
+        "long-tick",
+        {"seconds": 0},
+        every="1s",
+        overlap="CANCEL",
+        execution_id="cancel-{occurrence}",
+    )
     backdate("cancel", 0.5)
     run_due()
     backdate("cancel", 0.5)
@@ -122,8 +135,9 @@ def test_declared_schedules_are_synced() -> None:
     sync_declared()
     row = Schedule.objects.get(pk="tick")
     assert row.declared and row.every == 1 and row.execution_id == "tick-{occurrence}"
-    Schedule.objects.create(name="gone", workflow="tick", every=5, declared=True,
-                            next_tick_at=timezone.now())
+    Schedule.objects.create(
+        name="gone", workflow="tick", every=5, declared=True, next_tick_at=timezone.now()
+    )
     sync_declared()
     assert not Schedule.objects.filter(pk="gone").exists()  # no longer in the code
 
@@ -150,8 +164,9 @@ def test_many_workers_start_each_tick_once(worker_process: Callable[..., Any]) -
     # One execution per tick, numbered without gaps or repeats, about one a second.
     assert ids == ["tick-%d" % n for n in range(1, row.occurrence + 1)]
     assert 3 + int(elapsed) - 1 <= len(ids) <= 3 + int(elapsed) + 2
-    per_execution = SideEffect.objects.filter(step="tick").values("execution_id").annotate(
-        n=Count("id"))
+    per_execution = (
+        SideEffect.objects.filter(step="tick").values("execution_id").annotate(n=Count("id"))
+    )
     assert all(r["n"] == 1 for r in per_execution)
 
 

@@ -13,8 +13,16 @@ from django_zart.durations import to_seconds
 
 @pytest.mark.parametrize(
     ("value", "seconds"),
-    [(timedelta(minutes=2), 120), (3, 3), (0.5, 0.5), ("2s", 2), ("30m", 1800), ("1h", 3600),
-     ("1d", 86400), ("250ms", 0.25)],
+    [
+        (timedelta(minutes=2), 120),
+        (3, 3),
+        (0.5, 0.5),
+        ("2s", 2),
+        ("30m", 1800),
+        ("1h", 3600),
+        ("1d", 86400),
+        ("250ms", 0.25),
+    ],
 )
 def test_durations(value: object, seconds: float) -> None:
     assert to_seconds(value) == seconds  # type: ignore[arg-type]
@@ -70,8 +78,12 @@ def test_round_trip_of_documented_types() -> None:
 
 @pytest.mark.parametrize(
     ("value", "needle"),
-    [(object(), "builtins.object"), ({1: "a"}, "key of type int"), (float("nan"), "nan"),
-     ([b"x"], "bytes")],
+    [
+        (object(), "builtins.object"),
+        ({1: "a"}, "key of type int"),
+        (float("nan"), "nan"),
+        ([b"x"], "bytes"),
+    ],
 )
 def test_unserializable_values_name_what_and_why(value: object, needle: str) -> None:
     with pytest.raises(zart.SerializationError, match=needle) as info:

@@ -46,8 +46,11 @@ class TestSleep:
         assert Step.objects.get(execution_id="s", kind="SLEEP").status == "COMPLETED"
 
     def test_sleep_until_a_past_time_does_not_suspend(self) -> None:
-        zart.start("sleep-until", {"when": (timezone.now() - timedelta(1)).isoformat()},
-                   execution_id="past")
+        zart.start(
+            "sleep-until",
+            {"when": (timezone.now() - timedelta(1)).isoformat()},
+            execution_id="past",
+        )
         assert run_once("past") == "completed"
 
     def test_sleep_until_needs_an_aware_datetime(self) -> None:

@@ -35,9 +35,11 @@ def test_a_thousand_sleepers_hold_no_thread_and_no_cpu(worker_process: Start) ->
         zart.start("sleeper", {"seconds": 600}, execution_id="long-%04d" % i)
     worker = worker_process("--concurrency", "4")
     wait_for(
-        lambda: Step.objects.filter(kind="SLEEP").count() == 1000
-        and not Task.objects.held().exists(),
-        60, "all 1000 asleep",
+        lambda: (
+            Step.objects.filter(kind="SLEEP").count() == 1000 and not Task.objects.held().exists()
+        ),
+        60,
+        "all 1000 asleep",
     )
     time.sleep(0.2)
     before, started = cpu_seconds(worker.pid), time.monotonic()
@@ -55,8 +57,11 @@ def test_a_thousand_two_second_sleepers_wake_on_time(worker_process: Start) -> N
     for i in range(1000):
         zart.start("sleeper", {"seconds": 2}, execution_id="nap-%04d" % i)
     worker = worker_process("--concurrency", "4")
-    wait_for(lambda: Execution.objects.filter(status="COMPLETED").count() == 1000, 60,
-             "all 1000 completed")
+    wait_for(
+        lambda: Execution.objects.filter(status="COMPLETED").count() == 1000,
+        60,
+        "all 1000 completed",
+    )
     late = [
         (finished - woke).total_seconds()
         for finished, woke in Step.objects.filter(kind="SLEEP")
@@ -64,8 +69,10 @@ def test_a_thousand_two_second_sleepers_wake_on_time(worker_process: Start) -> N
         .values_list("finished", "wake_at")
     ]
     assert worker.terminate() == 0
-    print("\n1000 two-second sleepers finished after their due time: p50 %.3fs, max %.3fs"
-          % (statistics.median(late), max(late)))
+    print(
+        "\n1000 two-second sleepers finished after their due time: p50 %.3fs, max %.3fs"
+        % (statistics.median(late), max(late))
+    )
     assert min(late) >= 0  # nobody woke early
     # "Within a few seconds of their due time": they come due over the second or two it
     # took to put them to sleep, and one worker of concurrency 4 drains them in order.
@@ -77,16 +84,18 @@ def test_sigkill_while_sleeping_and_waiting_loses_nothing(worker_process: Start)
         zart.start("sleeper", {"seconds": 1.5}, execution_id="s-%02d" % i)
         zart.start("approval", {}, execution_id="w-%02d" % i)
     first = worker_process("--orphan-timeout", "2")
-    wait_for(lambda: Step.objects.filter(status="WAITING").count() == 100, 30,
-             "100 sleeping or waiting")
+    wait_for(
+        lambda: Step.objects.filter(status="WAITING").count() == 100, 30, "100 sleeping or waiting"
+    )
     for i in range(25):  # while the worker lives: delivered and (maybe) consumed
         zart.send_event("w-%02d" % i, "approved", {"by": "early-%d" % i})
     first.kill()  # perhaps in the middle of consuming some of them
     for i in range(25, 50):  # while no worker runs: kept
         zart.send_event("w-%02d" % i, "approved", {"by": "late-%d" % i})
     worker_process("--orphan-timeout", "2")
-    wait_for(lambda: Execution.objects.filter(status="COMPLETED").count() == 100, 60,
-             "all 100 completed")
+    wait_for(
+        lambda: Execution.objects.filter(status="COMPLETED").count() == 100, 60, "all 100 completed"
+    )
     outputs = dict(Execution.objects.filter(pk__startswith="w-").values_list("pk", "output"))
     assert outputs == {
         "w-%02d" % i: {"approved": True, "by": "%s-%d" % ("early" if i < 25 else "late", i)}

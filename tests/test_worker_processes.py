@@ -30,7 +30,8 @@ def test_sigkill_during_step_3_resumes_on_another_worker(worker_process: Start) 
     first = worker_process("--orphan-timeout", "2", "--poll-interval", "0.05")
     wait_for(
         lambda: SideEffect.objects.filter(execution_id="crash", step="step-3").exists(),
-        20, "step 3 to start",
+        20,
+        "step 3 to start",
     )
     first.kill()
     killed_at = time.monotonic()
@@ -62,7 +63,8 @@ def test_four_workers_five_hundred_workflows_each_once(worker_process: Start) ->
     workers = [worker_process("--poll-interval", "0.05") for _ in range(4)]
     wait_for(
         lambda: Execution.objects.filter(status="COMPLETED").count() == 500,
-        120, "500 completed executions",
+        120,
+        "500 completed executions",
     )
     elapsed = time.monotonic() - started
     for worker in workers:
@@ -114,8 +116,11 @@ def test_a_paused_worker_cannot_write_after_its_lease_is_taken_over(
     os.kill(paused.pid, signal.SIGSTOP)
     time.sleep(1.5)  # the lease (1s, not renewed while stopped) expires
     other = worker_process("--orphan-timeout", "1")
-    wait_for(lambda: Task.objects.filter(execution_id="fenced", recoveries=1).exists(),
-             20, "the takeover")
+    wait_for(
+        lambda: Task.objects.filter(execution_id="fenced", recoveries=1).exists(),
+        20,
+        "the takeover",
+    )
     os.kill(paused.pid, signal.SIGCONT)
     assert zart.wait_completion("fenced", 20) == "slept"
     time.sleep(2.5)  # the paused worker's step returns and tries to write

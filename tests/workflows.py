@@ -374,8 +374,11 @@ def wide(data: dict) -> dict:
     mark("body-start")  # outside any step: counts the body's runs
     results = zart.map(branch_work, range(data["n"]))
     mark("body-after-wait")
-    return {"n": len(results), "pids": sorted({r["pid"] for r in results}),
-            "ordered": [r["i"] for r in results] == list(range(data["n"]))}
+    return {
+        "n": len(results),
+        "pids": sorted({r["pid"] for r in results}),
+        "ordered": [r["i"] for r in results] == list(range(data["n"])),
+    }
 
 
 # -- child workflows and failure handlers -----------------------------------------------
@@ -395,8 +398,11 @@ def child_square(data: dict) -> int:
 def parent(data: dict) -> dict:
     squared = zart.run_workflow("child-square", {"x": data["x"]})
     try:
-        zart.run_workflow(child_square, {"x": 2, "fail": True}, execution_id="%s-bad" %
-                          zart.context().execution_id)
+        zart.run_workflow(
+            child_square,
+            {"x": 2, "fail": True},
+            execution_id="%s-bad" % zart.context().execution_id,
+        )
     except zart.ExecutionFailed as exc:
         failure = exc.error["message"]
     fire = zart.start_workflow("child-square", {"x": 3})
@@ -406,8 +412,11 @@ def parent(data: dict) -> dict:
 @zart.workflow("waiting-parent")
 def waiting_parent(data: None) -> str:
     try:
-        zart.run_workflow("child-square", {"x": 1, "wait": True},
-                          execution_id="%s-child" % zart.context().execution_id)
+        zart.run_workflow(
+            "child-square",
+            {"x": 1, "wait": True},
+            execution_id="%s-child" % zart.context().execution_id,
+        )
     except zart.ExecutionCancelled:
         return "child was cancelled"
     return "child finished"

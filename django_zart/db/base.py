@@ -49,8 +49,9 @@ class Store(BranchWrites):
             tasks = list(
                 Task.objects.claimable(queues=queues)
                 .select_for_update(skip_locked=True)
-                .values_list("pk", "execution_id", "held_by", "recoveries", "kind", "step_id",
-                             "payload")[:limit]
+                .values_list(
+                    "pk", "execution_id", "held_by", "recoveries", "kind", "step_id", "payload"
+                )[:limit]
             )
             # Conditional on what was read: without a row lock (SQLite), a concurrent
             # claimer that got there first makes the UPDATE match nothing.
@@ -74,16 +75,19 @@ class Store(BranchWrites):
                     "pk", flat=True
                 )
             )
-            Execution.objects.filter(pk__in=bodies, started_at__isnull=True).update(
-                started_at=now
-            )
+            Execution.objects.filter(pk__in=bodies, started_at__isnull=True).update(started_at=now)
             Execution.objects.filter(pk__in=bodies).update(
                 status=ExecutionStatus.RUNNING, updated_at=now
             )
             rows = {
                 e.pk: e
                 for e in Execution.objects.filter(pk__in=ids).only(
-                    "workflow", "input", "run_index", "replay_base", "deadline_at", "parent_id",
+                    "workflow",
+                    "input",
+                    "run_index",
+                    "replay_base",
+                    "deadline_at",
+                    "parent_id",
                     "wake_parent",
                 )
             }
@@ -117,8 +121,7 @@ class Store(BranchWrites):
                 kind=kind,
                 payload=payload,
                 branch=steps.get(step_id) if step_id else None,
-                parent_id=rows[execution_id].parent_id if rows[execution_id].wake_parent
-                else None,
+                parent_id=rows[execution_id].parent_id if rows[execution_id].wake_parent else None,
             )
             for pk, execution_id, held_by, recoveries, kind, step_id, payload in tasks
         ]
@@ -126,8 +129,8 @@ class Store(BranchWrites):
     # -- replay ----------------------------------------------------------------------
 
     def execution_error(self, execution_id: str) -> dict[str, Any] | None:
-        error: dict[str, Any] | None = (
-            Execution.objects.values_list("error", flat=True).get(pk=execution_id)
+        error: dict[str, Any] | None = Execution.objects.values_list("error", flat=True).get(
+            pk=execution_id
         )
         return error
 
@@ -140,8 +143,16 @@ class Store(BranchWrites):
             .filter(Q(run_id=claim.run_id) | Q(status=StepStatus.COMPLETED))
             .order_by("run_index")
             .values_list(
-                "pk", "sequence", "position", "name", "kind", "status", "result", "error",
-                "attempts", "wake_at",
+                "pk",
+                "sequence",
+                "position",
+                "name",
+                "kind",
+                "status",
+                "result",
+                "error",
+                "attempts",
+                "wake_at",
             )
         )
         return [Record(*row) for row in rows]
@@ -221,9 +232,7 @@ class Store(BranchWrites):
                 status=ExecutionStatus.SUSPENDED, updated_at=timezone.now()
             )
 
-    def finish(
-        self, claim: Claim, *, status: str, output: str | None, error: str | None
-    ) -> None:
+    def finish(self, claim: Claim, *, status: str, output: str | None, error: str | None) -> None:
         """Complete or fail the execution and drop its task, if this claim still holds it."""
         now = timezone.now()
         run_status = RUN_STATUS_FOR[status]
@@ -297,16 +306,19 @@ class Store(BranchWrites):
 
     def _attempt_rows(self, step_id: int, point: Checkpoint) -> None:
         StepAttempt.objects.bulk_create(
-            StepAttempt(step_id=step_id, number=number, status=status,
-                        error=None if error is None else loads_json(error), finished_at=point.at)
+            StepAttempt(
+                step_id=step_id,
+                number=number,
+                status=status,
+                error=None if error is None else loads_json(error),
+                finished_at=point.at,
+            )
             for number, status, error in point.attempt_rows
         )
 
     # -- events and wake-ups -----------------------------------------------------------
 
-    def consume_event(
-        self, claim: Claim, point: Checkpoint, name: str
-    ) -> tuple[int, Any] | None:
+    def consume_event(self, claim: Claim, point: Checkpoint, name: str) -> tuple[int, Any] | None:
         """Take the oldest unconsumed event ``name`` and checkpoint it at ``point``.
 
         Returns ``(step id, stored payload)``, or ``None`` when no such event is

@@ -38,8 +38,13 @@ class BranchWrites:
             step_ids = [self._upsert(claim, point) for point in points]
             queue = Execution.objects.values_list("queue", flat=True).get(pk=claim.execution_id)
             Task.objects.bulk_create(
-                Task(execution_id=claim.execution_id, kind=TaskKind.BRANCH, queue=queue,
-                     step_id=step_id, payload=payload)
+                Task(
+                    execution_id=claim.execution_id,
+                    kind=TaskKind.BRANCH,
+                    queue=queue,
+                    step_id=step_id,
+                    payload=payload,
+                )
                 for step_id, payload in zip(step_ids, payloads, strict=True)
             )
             self.notify(queue)
@@ -48,8 +53,16 @@ class BranchWrites:
     def branch_states(self, claim: Claim, positions: list[str]) -> list[Record]:
         """The current rows of these branches (other workers write them)."""
         rows = Step.objects.filter(run_id=claim.run_id, position__in=positions).values_list(
-            "pk", "sequence", "position", "name", "kind", "status", "result", "error",
-            "attempts", "wake_at",
+            "pk",
+            "sequence",
+            "position",
+            "name",
+            "kind",
+            "status",
+            "result",
+            "error",
+            "attempts",
+            "wake_at",
         )
         return [Record(*row) for row in rows]
 
@@ -86,8 +99,7 @@ class BranchWrites:
 
     def _wake_for_group(self, claim: Claim, body_id: int) -> None:
         group = (
-            Step.objects.filter(run_id=claim.run_id, kind=StepKind.GROUP,
-                                status=StepStatus.WAITING)
+            Step.objects.filter(run_id=claim.run_id, kind=StepKind.GROUP, status=StepStatus.WAITING)
             .values_list("pk", "result")
             .first()
         )
@@ -97,8 +109,9 @@ class BranchWrites:
             Task.objects.filter(pk=body_id, held_by__isnull=False).update(wake_pending=True)
             return
         unfinished = (
-            Step.objects.filter(run_id=claim.run_id,
-                                position__in=(group[1] or {}).get("positions", []))
+            Step.objects.filter(
+                run_id=claim.run_id, position__in=(group[1] or {}).get("positions", [])
+            )
             .exclude(status__in=[StepStatus.COMPLETED, StepStatus.FAILED])
             .exists()
         )

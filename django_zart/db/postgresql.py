@@ -129,9 +129,7 @@ class PostgresStore(Store):
                 if cursor.rowcount != 1:
                     raise LeaseLost()
 
-    def finish(
-        self, claim: Claim, *, status: str, output: str | None, error: str | None
-    ) -> None:
+    def finish(self, claim: Claim, *, status: str, output: str | None, error: str | None) -> None:
         if claim.parent_id is not None:  # rare: the ORM path also wakes the parent
             super().finish(claim, status=status, output=output, error=error)
             return
@@ -139,8 +137,16 @@ class PostgresStore(Store):
         with connection.cursor() as cursor:
             cursor.execute(
                 _FINISH,
-                [claim.task_id, claim.token, run_status, error, claim.run_id, status, output,
-                 error],
+                [
+                    claim.task_id,
+                    claim.token,
+                    run_status,
+                    error,
+                    claim.run_id,
+                    status,
+                    output,
+                    error,
+                ],
             )
             if cursor.rowcount != 1:
                 raise LeaseLost()

@@ -38,34 +38,43 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--queue", action="append", dest="queues",
+            "--queue",
+            action="append",
+            dest="queues",
             help='Queue to take work from; repeat for several (default: ZART["QUEUES"]).',
         )
         parser.add_argument(
-            "--concurrency", type=_positive_int,
+            "--concurrency",
+            type=_positive_int,
             help='Executions run at once (default: ZART["MAX_CONCURRENT_TASKS"], 4).',
         )
         parser.add_argument(
-            "--max-tasks-per-poll", type=_positive_int,
+            "--max-tasks-per-poll",
+            type=_positive_int,
             help='Most executions claimed per poll (default: ZART["MAX_TASKS_PER_POLL"]).',
         )
         parser.add_argument(
-            "--poll-interval", type=_duration,
+            "--poll-interval",
+            type=_duration,
             help='Wait between polls when idle, e.g. 0.2 or "200ms" (default 0.2s).',
         )
         parser.add_argument(
-            "--orphan-timeout", type=_duration,
+            "--orphan-timeout",
+            type=_duration,
             help="Lease length: work of a dead worker is taken over after it (default 30s).",
         )
         parser.add_argument(
-            "--shutdown-timeout", type=_duration,
+            "--shutdown-timeout",
+            type=_duration,
             help="On SIGTERM/SIGINT, time running work gets to finish (default 5s).",
         )
         parser.add_argument(
             "--burst", action="store_true", help="Exit once nothing is due and nothing runs."
         )
         parser.add_argument(
-            "--no-listen", action="store_false", dest="listen",
+            "--no-listen",
+            action="store_false",
+            dest="listen",
             help="Do not LISTEN for due work on PostgreSQL; only poll.",
         )
         parser.add_argument("--worker-id", help="Name shown in the admin (default host-pid).")

@@ -36,6 +36,9 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         self.stdout.write(
             "Event %r sent to %s: %s."
-            % (name, execution_id, "it was waiting and is due now" if woke else
-               "kept for its next wait of that name")
+            % (
+                name,
+                execution_id,
+                "it was waiting and is due now" if woke else "kept for its next wait of that name",
+            )
         )

@@ -24,8 +24,11 @@ class Command(BaseCommand):
         self.stdout.write("Started a worker (pid %d)." % worker.pid)
         batch = uuid.uuid4().hex[:6]
         ids = [
-            zart.start("onboarding", {"email": "%s@example.com" % name},
-                       execution_id="signup-%s-%s" % (name, batch))
+            zart.start(
+                "onboarding",
+                {"email": "%s@example.com" % name},
+                execution_id="signup-%s-%s" % (name, batch),
+            )
             for name in ("alice", "bob", "carol")
         ]
         self.stdout.write("Started %d onboarding workflows: %s" % (len(ids), ", ".join(ids)))
@@ -45,8 +48,9 @@ class Command(BaseCommand):
                 execution = zart.status(execution_id)
                 steps = Step.objects.filter(execution_id=execution_id, status="COMPLETED")
                 done = ", ".join(steps.values_list("position", flat=True)) or "-"
-                lines.append("  %-22s %-10s steps done: %s" % (execution_id, execution.status,
-                                                               done))
+                lines.append(
+                    "  %-22s %-10s steps done: %s" % (execution_id, execution.status, done)
+                )
             text = "\n".join(lines)
             if text != last:
                 self.stdout.write(text + "\n")
