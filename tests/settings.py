@@ -49,13 +49,14 @@ TEMPLATES = [
 
 DATABASES = {"default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/zart")}
 _default = DATABASES["default"]
-# One test database per checkout, so two checkouts can run their suites side by side.
-_checkout = hashlib.sha1(str(BASE_DIR).encode()).hexdigest()[:8]
+# One test database per checkout (or per ZART_TEST_DB), so several suites can run side
+# by side on one server.
+_checkout = os.environ.get("ZART_TEST_DB") or hashlib.sha256(str(BASE_DIR).encode()).hexdigest()[:8]
 if _default["ENGINE"] != "django.db.backends.sqlite3":
     _default["TEST"] = {"NAME": "test_zart_%s" % _checkout}
 if _default["ENGINE"] == "django.db.backends.sqlite3":
-    _default["NAME"] = str(BASE_DIR.parent / ".test-db.sqlite3")
-    _default["TEST"] = {"NAME": str(BASE_DIR.parent / ".test-db-test.sqlite3")}
+    _default["NAME"] = str(BASE_DIR.parent / (".test-db-%s.sqlite3" % _checkout))
+    _default["TEST"] = {"NAME": str(BASE_DIR.parent / (".test-db-%s-test.sqlite3" % _checkout))}
     _default["OPTIONS"] = {
         "timeout": 30,
         "transaction_mode": "IMMEDIATE",
