@@ -27,6 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "MAX_PAYLOAD_BYTES": 1024 * 1024,
     "WORKFLOW_MODULES": [],
     "EVENT_TOKENS": [],
+    "LISTEN_DATABASE": "default",
 }
 
 _DURATIONS = ("POLL_INTERVAL", "SHUTDOWN_TIMEOUT", "ORPHAN_TIMEOUT")
@@ -45,6 +46,7 @@ class Settings:
     max_payload_bytes: int
     workflow_modules: tuple[str, ...]
     event_tokens: tuple[str, ...]
+    listen_database: str
 
 
 def validate(raw: Any) -> list[str]:
@@ -77,6 +79,11 @@ def validate(raw: Any) -> list[str]:
             problems.append('ZART["%s"] must be a list of non-empty strings.' % key)
     if not merged["QUEUES"]:
         problems.append('ZART["QUEUES"] must name at least one queue.')
+    if merged["LISTEN_DATABASE"] not in settings.DATABASES:
+        problems.append(
+            'ZART["LISTEN_DATABASE"] is %r, which is not an alias in DATABASES.'
+            % (merged["LISTEN_DATABASE"],)
+        )
     return problems
 
 
@@ -108,6 +115,7 @@ def get_settings() -> Settings:
         max_payload_bytes=merged["MAX_PAYLOAD_BYTES"],
         workflow_modules=tuple(merged["WORKFLOW_MODULES"]),
         event_tokens=tuple(merged["EVENT_TOKENS"]),
+        listen_database=merged["LISTEN_DATABASE"],
     )
 
 

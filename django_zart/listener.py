@@ -3,8 +3,8 @@
 Whatever makes work due now (a start, an event for a waiting execution, a workflow retry)
 sends ``NOTIFY zart_due, '<queue>'`` inside its transaction; PostgreSQL delivers it on
 commit. The listener holds its own connection, outside Django's, since a LISTEN must stay
-open between polls. Polling remains the fallback: a lost notification costs at most one
-poll interval.
+open between polls; it connects through the database alias ``ZART["LISTEN_DATABASE"]``.
+Polling remains the fallback: a lost notification costs at most one poll interval.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import threading
 from collections.abc import Callable
 
 import psycopg
-from django.db import connection
+from django.db import connections
 
+from .conf import get_settings
 from .db.postgresql import NOTIFY_CHANNEL
 
 logger = logging.getLogger(__name__)
@@ -46,7 +47,9 @@ class Listener:
                 self._stop.wait(1)
 
     def _listen(self) -> None:
-        params = connection.get_connection_params()
+        # Behind a transaction pooler (PgBouncer) a LISTEN needs a session of its own:
+        # ZART["LISTEN_DATABASE"] names a direct connection to the server.
+        params = connections[get_settings().listen_database].get_connection_params()
         params.pop("cursor_factory", None)
         with psycopg.connect(**params, autocommit=True) as conn:
             conn.execute("LISTEN %s" % NOTIFY_CHANNEL)
