@@ -28,6 +28,10 @@ if os.environ.get("ZART_BENCH_SERVER_SIDE_BINDING") == "1":
     DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = True
 
 ZART = {
-    "WORKFLOW_MODULES": ["benchmarks.workflows", "benchmarks.wakeup_workflows"],
+    "WORKFLOW_MODULES": [
+        "benchmarks.workflows",
+        "benchmarks.wakeup_workflows",
+        "benchmarks.chaos_workflows",
+    ],
     "POLL_INTERVAL": float(os.environ.get("ZART_BENCH_POLL_INTERVAL", "0.05")),
 }
