@@ -3,8 +3,8 @@ connection, then check by SQL that nothing was lost or done twice.
 
 Run from the repository root::
 
-    python benchmarks/chaos.py                  # 2,000 workflows, 4 workers (~3-4 min)
-    python benchmarks/chaos.py --short          # ~60-90 s, for CI
+    python benchmarks/chaos.py                  # 2,000 workflows, 4 workers (~2 min)
+    python benchmarks/chaos.py --short          # 800 workflows (~45 s), for CI
     python benchmarks/chaos.py --duration 600   # waves of workflows for ten minutes
 
 It recreates its own database, starts ``runzartworker`` processes (``--orphan-timeout
