@@ -48,6 +48,7 @@ from benchmarks.harness import (  # noqa: E402
     RESULTS,
     configure_django,
     create_database,
+    dsn,
     environment,
     relative,
     start_worker,
@@ -77,6 +78,8 @@ PROGRESS_EVERY = 0.5
 REPORT_EVERY = 10.0
 STALL = 60.0
 """Stop waiting once no execution finished for this long (the rest is reported stuck)."""
+SHUTDOWN_TIMEOUT = 5.0
+"""runzartworker --shutdown-timeout (the default): what a SIGTERMed worker's work gets."""
 TERM_GRACE = 15.0
 """Seconds past the worker's shutdown timeout a SIGTERMed worker may take to exit."""
 REGISTER_PATIENCE = 30.0
@@ -642,14 +645,18 @@ class Run:
         options = [
             "--orphan-timeout",
             str(args.orphan_timeout),
+            "--shutdown-timeout",
+            str(SHUTDOWN_TIMEOUT),
             "-v",
             str(args.worker_verbosity),
         ]
-        self.pool = Pool(env, options, shutdown_timeout=5.0)
+        self.pool = Pool(env, options, SHUTDOWN_TIMEOUT)
         self.began = time.monotonic()
         self.chaos = Chaos(args, self.pool, self.driver, self.rng, self.began)
         self.progress = Progress()
         self.notes: list[str] = []
+        self.takeovers: dict[str, int] = {}
+        """The most ``zart_tasks.recoveries`` seen per execution (tasks go when it ends)."""
 
     def elapsed(self) -> float:
         return time.monotonic() - self.began
@@ -668,6 +675,11 @@ class Run:
             [list(TERMINAL), list(TERMINAL)],
         )[0]
         self.pool.registered.update(row[3])
+        for execution_id, recoveries in self.driver.rows(
+            "SELECT execution_id, max(recoveries) FROM zart_tasks WHERE recoveries > 0"
+            " GROUP BY execution_id"
+        ):
+            self.takeovers[execution_id] = max(recoveries, self.takeovers.get(execution_id, 0))
         unfinished, finished, total = (int(v) for v in row[:3])
         if (unfinished, finished, total) != (
             self.progress.unfinished,
@@ -1041,7 +1053,32 @@ def check(run: Run) -> tuple[list[Invariant], Counter[str], dict[str, int]]:
         check_crash_loops(run.driver, run.pool.killed_pids()),
         Invariant("every worker exited as expected", len(workers), workers[:5]),
     ]
-    return invariants, kinds, rerun_figures(run.driver)
+    figures = rerun_figures(run.driver)
+    figures.update(takeover_figures(run.driver, run.takeovers, run.pool.killed_pids()))
+    return invariants, kinds, figures
+
+
+def takeover_figures(driver: Driver, takeovers: dict[str, int], killed: set[int]) -> dict[str, int]:
+    """How often work was taken over, against how often it really ran in a killed worker.
+
+    An execution taken over more often than killed workers ran one of its steps was (at
+    least once) counted as crashed while it only waited in a worker's queue, or between
+    two steps: the count a ``WorkerCrashLoop`` is decided on.
+    """
+    ran_in_killed = dict(
+        driver.rows(
+            "SELECT execution_id, count(DISTINCT pid) FROM chaos_side_effects"
+            " WHERE pid = ANY(%s) AND execution_id = ANY(%s) GROUP BY execution_id",
+            [sorted(killed), sorted(takeovers)],
+        )
+    )
+    return {
+        "executions_taken_over": len(takeovers),
+        "most_takeovers": max(takeovers.values(), default=0),
+        "taken_over_more_than_killed_in": sum(
+            1 for eid, count in takeovers.items() if count > ran_in_killed.get(eid, 0)
+        ),
+    }
 
 
 # -- reporting -----------------------------------------------------------------------
@@ -1100,6 +1137,14 @@ def summary_lines(run: Run, elapsed: float, figures: dict[str, int]) -> list[str
             load.sent["refused"],
             load.strays["stored"],
             load.strays["refused"],
+        ),
+        "takeovers (zart_tasks.recoveries, sampled every %gs): %d executions, at most %d"
+        " times; %d taken over more often than a killed worker ran one of their steps"
+        % (
+            PROGRESS_EVERY,
+            figures["executions_taken_over"],
+            figures["most_takeovers"],
+            figures["taken_over_more_than_killed_in"],
         ),
         *disruption_lines(run.chaos),
         "driver statements retried after an error: %d %s"
@@ -1173,7 +1218,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     env = prepare(args)
     run = Run(args, env)
-    meta = environment_of(run)
+    with psycopg.connect(dsn("postgres"), autocommit=True) as conn:
+        meta = environment(conn)
     plan = (
         "waves of %d workflows for %.0fs" % (args.workflows, args.duration)
         if args.duration
@@ -1209,13 +1255,6 @@ def main(argv: list[str] | None = None) -> int:
     output = write_json(run, invariants, kinds, figures, summary, meta)
     print("\nWrote %s; worker logs in %s" % (relative(output), relative(LOGS)))
     return 0 if all(i.ok for i in invariants) else 1
-
-
-def environment_of(run: Run) -> dict[str, Any]:
-    from benchmarks.harness import dsn
-
-    with psycopg.connect(dsn("postgres"), autocommit=True) as conn:
-        return environment(conn)
 
 
 if __name__ == "__main__":
