@@ -1,9 +1,11 @@
 """Test settings: PostgreSQL from DATABASE_URL, or SQLite when it says sqlite.
 
 Worker processes started by the tests use these settings too, with
-``ZART_TEST_DATABASE_NAME`` pointing them at the test database.
+``ZART_TEST_DATABASE_NAME`` pointing them at the test database, and
+``ZART_TEST_PGBOUNCER_PORT`` (when set) sending them through PgBouncer on that port.
 """
 
+import copy
 import hashlib
 import os
 from pathlib import Path
@@ -71,6 +73,18 @@ ZART = {
     # Worker processes of the schedule tests also load a module that declares one.
     "WORKFLOW_MODULES": [m for m in os.environ.get("ZART_TEST_MODULES", "").split(",") if m],
 }
+
+if os.environ.get("ZART_TEST_PGBOUNCER_PORT"):
+    # A worker behind PgBouncer in transaction pooling mode (tests/conftest.py starts it):
+    # no server-side prepared statements or cursors, which would outlive the transaction
+    # on a server connection the next transaction may not get; LISTEN needs a session of
+    # its own, so the listener connects to PostgreSQL directly.
+    DATABASES["direct"] = copy.deepcopy(_default)
+    _default["HOST"] = "127.0.0.1"
+    _default["PORT"] = int(os.environ["ZART_TEST_PGBOUNCER_PORT"])
+    _default["OPTIONS"] = {**_default.get("OPTIONS", {}), "prepare_threshold": None}
+    _default["DISABLE_SERVER_SIDE_CURSORS"] = True
+    ZART["LISTEN_DATABASE"] = "direct"
 
 LOGGING = {
     "version": 1,

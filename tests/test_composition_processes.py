@@ -8,7 +8,7 @@ from django.db.models import Count
 
 import django_zart as zart
 from django_zart.models import Step, Task
-from tests.conftest import WorkerProcess
+from tests.conftest import WorkerProcess, direct_and_pgbouncer
 from tests.models import SideEffect
 from tests.test_worker_processes import wait_for
 
@@ -16,6 +16,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 Start = Callable[..., WorkerProcess]
 
 
+@direct_and_pgbouncer
 def test_two_hundred_branches_on_three_workers_wake_the_body_once(
     worker_process: Start,
 ) -> None:
@@ -48,6 +49,7 @@ def test_two_hundred_branches_on_three_workers_wake_the_body_once(
     )
 
 
+@direct_and_pgbouncer
 def test_a_crash_while_branches_run_loses_nothing(worker_process: Start) -> None:
     zart.start("wide", {"n": 100}, execution_id="wide-crash")
     doomed = worker_process("--concurrency", "4", "--orphan-timeout", "2")
@@ -103,6 +105,7 @@ def test_a_thousand_iterations_survive_a_sigkill(worker_process: Start) -> None:
     )
 
 
+@direct_and_pgbouncer
 def test_children_failure_handlers_and_cancel_across_processes(worker_process: Start) -> None:
     workers = [worker_process("--concurrency", "2") for _ in range(2)]
     zart.start("parent", {"x": 9}, execution_id="pp")

@@ -10,7 +10,7 @@ from django.db.models import Count, F, Max
 
 import django_zart as zart
 from django_zart.models import Event, Execution, Step, Task
-from tests.conftest import WorkerProcess
+from tests.conftest import WorkerProcess, direct_and_pgbouncer
 from tests.test_worker_processes import wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
@@ -79,6 +79,7 @@ def test_a_thousand_two_second_sleepers_wake_on_time(worker_process: Start) -> N
     assert max(late) < 5.0
 
 
+@direct_and_pgbouncer
 def test_sigkill_while_sleeping_and_waiting_loses_nothing(worker_process: Start) -> None:
     for i in range(50):
         zart.start("sleeper", {"seconds": 1.5}, execution_id="s-%02d" % i)
@@ -108,6 +109,7 @@ def test_sigkill_while_sleeping_and_waiting_loses_nothing(worker_process: Start)
     assert not Task.objects.exists()
 
 
+@direct_and_pgbouncer
 def test_notify_and_due_times_wake_a_worker_that_polls_rarely(worker_process: Start) -> None:
     worker = worker_process("--poll-interval", "60")
     time.sleep(1.5)  # the worker is up and idle, its next poll a minute away

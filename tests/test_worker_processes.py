@@ -9,7 +9,7 @@ from django.db.models import Count
 import django_zart as zart
 from django_zart.models import Execution, Step, Task
 from django_zart.models import Worker as WorkerRow
-from tests.conftest import WorkerProcess
+from tests.conftest import WorkerProcess, direct_and_pgbouncer
 from tests.models import SideEffect
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
@@ -25,6 +25,7 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
 
 
+@direct_and_pgbouncer
 def test_sigkill_during_step_3_resumes_on_another_worker(worker_process: Start) -> None:
     zart.start("five-steps", {}, execution_id="crash")
     first = worker_process("--orphan-timeout", "2", "--poll-interval", "0.05")
@@ -55,6 +56,7 @@ def test_sigkill_during_step_3_resumes_on_another_worker(worker_process: Start) 
     assert second.terminate() == 0
 
 
+@direct_and_pgbouncer
 @pytest.mark.slow
 def test_four_workers_five_hundred_workflows_each_once(worker_process: Start) -> None:
     for i in range(500):
@@ -90,6 +92,7 @@ def test_sigterm_lets_running_work_finish_then_exits_0(worker_process: Start) ->
     assert "Received SIGTERM" in worker.output()
 
 
+@direct_and_pgbouncer
 def test_sigterm_releases_work_still_running_after_the_shutdown_timeout(
     worker_process: Start,
 ) -> None:
@@ -103,6 +106,7 @@ def test_sigterm_releases_work_still_running_after_the_shutdown_timeout(
     assert zart.wait_completion("release", 20) == "slept"
 
 
+@direct_and_pgbouncer
 def test_a_paused_worker_cannot_write_after_its_lease_is_taken_over(
     worker_process: Start,
 ) -> None:
