@@ -5,9 +5,9 @@ Use it as ``import django_zart as zart``. Everything public is listed in ``__all
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from .children import run_workflow, start_workflow
 from .context import WorkflowInfo, context
 from .cron import CronError
 from .decorators import step, workflow
@@ -20,6 +20,7 @@ from .errors import (
     ExecutionFinished,
     ExecutionNotFound,
     ExecutionTimedOut,
+    InvalidArgument,
     NonDeterminismError,
     NotInWorkflow,
     PayloadTooLarge,
@@ -29,6 +30,7 @@ from .errors import (
     UnknownWorkflow,
     WaitTimeout,
     WorkerCrashLoop,
+    WorkerIdInUse,
     ZartError,
 )
 from .parallel import Handle, map, schedule, wait_all
@@ -38,6 +40,7 @@ from .steps import step_or
 from .waits import capture, now, sleep, sleep_until, wait_for_event
 
 if TYPE_CHECKING:
+    from .children import run_workflow, start_workflow
     from .client import (
         acancel,
         astart,
@@ -73,25 +76,24 @@ _CLIENT = {
 }
 
 
-_EVENTS = {"asend_event", "send_event"}
-_SCHEDULES = {"schedule_recurring", "unschedule"}
+_LAZY = {
+    **dict.fromkeys(_CLIENT, "client"),
+    "run_workflow": "children",
+    "start_workflow": "children",
+    "asend_event": "events",
+    "send_event": "events",
+    "schedule_recurring": "schedules",
+    "unschedule": "schedules",
+}
+"""Names whose modules import the models: loaded on first use, once the app registry is
+ready, so that ``import django_zart`` works in settings and app modules."""
 
 
 def __getattr__(name: str) -> Any:
-    # The client imports the models, which must wait until the app registry is ready.
-    if name in _CLIENT:
-        from . import client
-
-        return getattr(client, name)
-    if name in _EVENTS:
-        from . import events
-
-        return getattr(events, name)
-    if name in _SCHEDULES:
-        from . import schedules
-
-        return getattr(schedules, name)
-    raise AttributeError("module 'django_zart' has no attribute %r" % name)
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError("module 'django_zart' has no attribute %r" % name)
+    return getattr(importlib.import_module("." + module, __name__), name)
 
 
 __all__ = [
@@ -106,6 +108,7 @@ __all__ = [
     "ExecutionStatus",
     "ExecutionTimedOut",
     "Handle",
+    "InvalidArgument",
     "NonDeterminismError",
     "NotInWorkflow",
     "OverlapPolicy",
@@ -119,6 +122,7 @@ __all__ = [
     "UnknownWorkflow",
     "WaitTimeout",
     "WorkerCrashLoop",
+    "WorkerIdInUse",
     "WorkflowInfo",
     "ZartError",
     "acancel",

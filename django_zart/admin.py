@@ -18,6 +18,7 @@ from django.contrib import admin
 from django.contrib.admin.utils import quote
 from django.contrib.admin.views.main import ChangeList
 from django.db.models import Model, QuerySet
+from django.db.models.functions import Now
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
@@ -293,18 +294,43 @@ class TaskAdmin(ReadOnlyAdmin):
     execution_html = execution_column
 
 
+class AliveFilter(admin.SimpleListFilter):
+    title = _("alive")
+    parameter_name = "alive"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return [("yes", _("Alive")), ("no", _("Dead"))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "yes":
+            return queryset.filter(expires_at__gt=Now())
+        if self.value() == "no":
+            return queryset.filter(expires_at__lte=Now())
+        return queryset
+
+
 @admin.register(Worker)
 class WorkerAdmin(ReadOnlyAdmin):
+    """Live workers and recently dead ones (kept ``ZART["WORKER_RETENTION"]``)."""
+
     list_display = (
         "id",
+        "alive",
         "hostname",
         "pid",
         "queues",
         "concurrency",
+        "abandoned_threads",
         "started_at",
         "heartbeat_at",
+        "expires_at",
     )
+    list_filter = (AliveFilter,)
     search_fields = ("=id", "hostname")
+
+    @admin.display(description=_("alive"), boolean=True, ordering="expires_at")
+    def alive(self, obj: Worker) -> bool:
+        return obj.is_alive
 
 
 @admin.register(Event)

@@ -10,14 +10,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from . import serialization
+from . import faults, serialization
 from .conf import get_settings
-from .context import ExecutionContext, Record, Suspend, current
+from .context import ExecutionContext, Suspend, current
 from .db.base import Store
-from .db.types import Checkpoint, Claim
+from .db.types import BranchRow, Checkpoint, Claim, Record
 from .errors import StepFailed, WorkerCrashLoop, ZartError
 from .states import StepKind, StepStatus
-from .steps import Attempt, get_step
+from .steps import Attempt, Call, get_step
 
 logger = logging.getLogger(__name__)
 
@@ -25,32 +25,43 @@ logger = logging.getLogger(__name__)
 class BranchContext(ExecutionContext):
     """The context of a branch: its outcome is the branch's record, not a new row."""
 
+    checkpoint_kind = StepKind.BRANCH
+
+    def __init__(self, claim: Claim, store: Store, branch: BranchRow) -> None:
+        super().__init__(claim=claim, store=store, loaded=[])
+        self.branch = branch
+
     def write(self, point: Checkpoint, value: Any = None) -> Record:
-        step_id = self.store.finish_branch(self.claim, point)
+        step_id = self.store.finish_branch(self.claim, self.branch.step_id, point)
         return self.remember_point(step_id, point, value)
 
 
 def execute_branch(claim: Claim, store: Store) -> str:
-    assert claim.branch is not None
-    step_id, position, name, status, attempts, _ = claim.branch
-    ctx = BranchContext(claim=claim, store=store, loaded=[])
-    attempt = Attempt(0, position, attempts + 1 if status == StepStatus.RETRYING else 1, ())
+    """Run the branch's next attempt(s); return the outcome's name for ``engine.Outcome``."""
+    branch = claim.branch
+    if branch is None:
+        raise ZartError(
+            "Branch task %d of %r has no step row." % (claim.task_id, claim.execution_id)
+        )
+    ctx = BranchContext(claim, store, branch)
+    number = branch.attempts + 1 if branch.status == StepStatus.RETRYING else 1
+    attempt = Attempt(Call(0, branch.position, ""), number)
     try:
-        step = get_step(name)
+        step = get_step(branch.name)
         if claim.recoveries and claim.recoveries >= get_settings().max_recoveries:
             raise WorkerCrashLoop(claim.execution_id, claim.recoveries)
     except ZartError as exc:
-        ctx.write(
-            ctx.checkpoint(
-                0,
-                position,
-                name,
-                StepKind.BRANCH,
-                StepStatus.FAILED,
-                error=serialization.error_text(exc),
-                attempts=attempt.number,
-            )
+        error = serialization.error_text(exc)
+        failure = ctx.checkpoint(
+            0,
+            branch.position,
+            branch.name,
+            StepKind.BRANCH,
+            StepStatus.FAILED,
+            error=error,
+            attempts=attempt.number,
         )
+        ctx.write(failure)
         return "failed"
     args, kwargs = serialization.decode(claim.payload)
     token = current.set(ctx)
@@ -59,8 +70,10 @@ def execute_branch(claim: Claim, store: Store) -> str:
     except StepFailed:
         return "failed"
     except Suspend as suspend:
-        assert suspend.checkpoint is not None
-        store.retry_branch(claim, suspend.checkpoint)
+        if suspend.checkpoint is None:
+            raise ZartError("A branch attempt suspended without a checkpoint.") from None
+        with faults.around_checkpoint(StepKind.BRANCH):
+            store.retry_branch(claim, branch.step_id, suspend.checkpoint)
         return "suspended"
     finally:
         current.reset(token)

@@ -14,11 +14,14 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.db import transaction
 
-from . import serialization
+from . import faults, serialization
+from .client import create
 from .context import ExecutionContext, Suspend, in_event_loop, require_body
 from .errors import ExecutionAlreadyExists, ExecutionCancelled, ExecutionFailed, ZartError
+from .models import Execution
+from .names import MAX_ID_LENGTH, check_name
 from .registry import Workflow, get_workflow
-from .states import ExecutionStatus, StepKind, StepStatus
+from .states import TERMINAL, ExecutionStatus, StepKind, StepStatus
 
 
 def run_workflow(
@@ -29,30 +32,44 @@ def run_workflow(
     Raises ``ExecutionFailed`` (with the child's stored error) or ``ExecutionCancelled``.
     In an async workflow, ``await`` it.
     """
-    if in_event_loop():
-        return sync_to_async(_run_workflow)(workflow, input, execution_id, True)
-    return _run_workflow(workflow, input, execution_id, True)
+    return _call("run_workflow", workflow, input, execution_id, wait=True)
 
 
 def start_workflow(
     workflow: str | Workflow, input: Any = None, *, execution_id: str | None = None
 ) -> Any:
     """Start a child execution without waiting for it; return its id."""
+    return _call("start_workflow", workflow, input, execution_id, wait=False)
+
+
+def _call(
+    function: str, workflow: str | Workflow, input: Any, execution_id: str | None, *, wait: bool
+) -> Any:
+    """Number the call now, in call order; run it now, or as an awaitable (async)."""
+    ctx = require_body(function)
+    definition = get_workflow(workflow)
+    if execution_id is not None:
+        check_name(execution_id, "The child's execution_id", limit=MAX_ID_LENGTH)
+    sequence, position = ctx.next_position("%s:%s" % (function, execution_id or definition.name))
+    args = (ctx, sequence, position, definition, input, execution_id, wait)
     if in_event_loop():
-        return sync_to_async(_run_workflow)(workflow, input, execution_id, False)
-    return _run_workflow(workflow, input, execution_id, False)
+        return sync_to_async(_run_workflow)(*args)
+    return _run_workflow(*args)
 
 
 def _run_workflow(
-    workflow: str | Workflow, input: Any, execution_id: str | None, wait: bool
+    ctx: ExecutionContext,
+    sequence: int,
+    position: str,
+    definition: Workflow,
+    input: Any,
+    execution_id: str | None,
+    wait: bool,
 ) -> Any:
-    function = "run_workflow" if wait else "start_workflow"
-    ctx = require_body(function)
-    definition = get_workflow(workflow)
-    sequence, position = ctx.next_position("%s:%s" % (function, execution_id or definition.name))
     record = ctx.recorded(sequence, position, StepKind.CHILD)
     if record is None:
         child_id = execution_id or "%s/%s" % (ctx.claim.execution_id, position)
+        check_name(child_id, "The child's execution id", limit=MAX_ID_LENGTH)
         _start_child(ctx, sequence, position, definition, input, child_id, wait)
         if not wait:
             return child_id
@@ -74,8 +91,6 @@ def _start_child(
     child_id: str,
     wait: bool,
 ) -> None:
-    from .client import create
-
     status = StepStatus.SCHEDULED if wait else StepStatus.COMPLETED
     point = ctx.checkpoint(
         sequence,
@@ -85,7 +100,7 @@ def _start_child(
         status,
         result=json.dumps({"id": child_id}),
     )
-    with transaction.atomic():
+    with faults.around_checkpoint(StepKind.CHILD), transaction.atomic():
         step_id = ctx.store.record(ctx.claim, point)
         try:
             create(
@@ -97,8 +112,6 @@ def _start_child(
                 wake_parent=wait,
             )
         except ExecutionAlreadyExists:
-            from .models import Execution
-
             parent = Execution.objects.filter(pk=child_id).values_list("parent_id", flat=True)
             if parent.first() != ctx.claim.execution_id:
                 raise ZartError(
@@ -109,31 +122,23 @@ def _start_child(
 
 
 def _outcome_of_running(ctx: ExecutionContext, sequence: int, position: str, child_id: str) -> Any:
-    from .models import Execution
-    from .serialization import ERROR_LIMIT, dumps
-
     child = Execution.objects.filter(pk=child_id).values_list("status", "output", "error").first()
-    if child is None or child[0] not in (
-        ExecutionStatus.COMPLETED,
-        ExecutionStatus.FAILED,
-        ExecutionStatus.CANCELLED,
-    ):
+    if child is None or child[0] not in TERMINAL:
         raise Suspend(None)
     status, output, error = child
     step_status = StepStatus.COMPLETED if status == ExecutionStatus.COMPLETED else StepStatus.FAILED
     result = {"id": child_id, "output": output, "status": status}
-    ctx.write(
-        ctx.checkpoint(
-            sequence,
-            position,
-            "child",
-            StepKind.CHILD,
-            step_status,
-            result=dumps(result, "a child's output", ERROR_LIMIT),
-            error=None if error is None else dumps(error, "an error", ERROR_LIMIT),
-        ),
-        result,
+    point = ctx.checkpoint(
+        sequence,
+        position,
+        "child",
+        StepKind.CHILD,
+        step_status,
+        result=json.dumps(result),
+        error=None if error is None else serialization.error_json(error),
     )
+    with faults.around_checkpoint(StepKind.CHILD):
+        ctx.write(point, result)
     return _replayed(step_status, child_id, result, error)
 
 

@@ -20,6 +20,7 @@ from django.db.models.functions import Now
 from . import serialization
 from .conf import get_settings
 from .db import get_store
+from .db.transitions import end_run, transition
 from .durations import Duration, to_seconds
 from .errors import (
     ExecutionAlreadyExists,
@@ -29,12 +30,11 @@ from .errors import (
     WaitTimeout,
 )
 from .models import Execution, Run, Task
+from .names import MAX_ID_LENGTH, MAX_QUEUE_LENGTH, check_name
 from .registry import Workflow, get_workflow
 from .states import TERMINAL, ExecutionStatus, RunStatus
 
 logger = logging.getLogger(__name__)
-
-_MAX_ID_LENGTH = Execution._meta.get_field("id").max_length or 255
 
 
 def start(
@@ -50,7 +50,12 @@ def start(
     ``ExecutionAlreadyExists`` is raised with its status and nothing is started.
     """
     definition = get_workflow(workflow)
-    return create(definition, input, _check_id(execution_id), queue or definition.queue)
+    if execution_id is None:
+        execution_id = str(uuid.uuid4())
+    check_name(execution_id, "execution_id", limit=MAX_ID_LENGTH)
+    if queue is not None:
+        check_name(queue, "queue", limit=MAX_QUEUE_LENGTH)
+    return create(definition, input, execution_id, queue or definition.queue)
 
 
 def create(
@@ -100,7 +105,14 @@ def cancel(execution_id: str, *, reason: str = "") -> bool:
     effects but its result is discarded. Returns ``False`` if it had already finished.
     A parent waiting for it in ``run_workflow`` sees ``ExecutionCancelled``.
     """
+    check_name(execution_id, "execution_id", limit=MAX_ID_LENGTH)
+    error = {
+        "type": "django_zart.errors.ExecutionCancelled",
+        "message": serialization.clean(str(reason or "Cancelled on request."))[:10_000],
+    }
     with transaction.atomic():
+        # Tasks first, then the execution: the order a worker's writes lock them in.
+        list(Task.objects.select_for_update().filter(execution_id=execution_id).order_by("pk"))
         row = (
             Execution.objects.select_for_update()
             .filter(pk=execution_id)
@@ -112,17 +124,10 @@ def cancel(execution_id: str, *, reason: str = "") -> bool:
         status, run_index, parent_id, wake_parent = row
         if status in TERMINAL:
             return False
-        error = {
-            "type": "django_zart.errors.ExecutionCancelled",
-            "message": reason or "Cancelled on request.",
-        }
         Task.objects.filter(execution_id=execution_id).delete()
-        Run.objects.filter(execution_id=execution_id, index=run_index).update(
-            status=RunStatus.CANCELLED, finished_at=Now(), error=error
-        )
-        Execution.objects.filter(pk=execution_id).update(
-            status=ExecutionStatus.CANCELLED, error=error, finished_at=Now(), updated_at=Now()
-        )
+        transition(execution_id, ExecutionStatus.CANCELLED, error=error, finished_at=Now())
+        run = Run.objects.filter(execution_id=execution_id, index=run_index).values_list("pk")
+        end_run(run.get()[0], RunStatus.CANCELLED, error)
         if wake_parent and parent_id is not None:
             get_store().wake_body(parent_id)
         children = list(
@@ -140,18 +145,9 @@ async def acancel(execution_id: str, *, reason: str = "") -> bool:
     return await sync_to_async(cancel)(execution_id, reason=reason)
 
 
-def _check_id(execution_id: str | None) -> str:
-    if execution_id is None:
-        return str(uuid.uuid4())
-    if not isinstance(execution_id, str) or not execution_id.strip():
-        raise ValueError("execution_id must be a non-empty string, not %r." % (execution_id,))
-    if len(execution_id) > _MAX_ID_LENGTH:
-        raise ValueError("execution_id is longer than %d characters." % _MAX_ID_LENGTH)
-    return execution_id
-
-
 def status(execution_id: str) -> Execution:
     """The execution row: status, output, error and timestamps."""
+    check_name(execution_id, "execution_id", limit=MAX_ID_LENGTH)
     try:
         return Execution.objects.get(pk=execution_id)
     except Execution.DoesNotExist:

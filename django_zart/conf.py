@@ -2,19 +2,27 @@
 
 Settings are read when first needed, never at import time, so tests can override them
 with ``override_settings(ZART=...)``; the cache is dropped on ``setting_changed``.
+Every key is checked for its type and its range here, once, for the system checks, for
+``get_settings()`` and for the worker's command-line options alike: a poll interval of
+zero would have an idle worker burn a core, and a lease of 1e15 seconds would make every
+claim fail on a timestamp out of range.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 from .durations import to_seconds
+from .errors import InvalidArgument
+from .names import MAX_QUEUE_LENGTH, check_name
 
 DEFAULTS: dict[str, Any] = {
     "POLL_INTERVAL": 0.2,
@@ -28,13 +36,95 @@ DEFAULTS: dict[str, Any] = {
     "WORKFLOW_MODULES": [],
     "EVENT_TOKENS": [],
     "LISTEN_DATABASE": "default",
+    "WORKER_RETENTION": "1h",
+    "FAULT_POINTS": [],
 }
 
-_DURATIONS = ("POLL_INTERVAL", "SHUTDOWN_TIMEOUT", "ORPHAN_TIMEOUT")
-_POSITIVE_INTS = ("MAX_TASKS_PER_POLL", "MAX_CONCURRENT_TASKS", "MAX_PAYLOAD_BYTES")
+FAULT_KINDS = ("step", "sleep", "event", "branch", "child", "group")
+FAULT_POINTS = frozenset(
+    ["after-finish"]
+    + ["%s-checkpoint:%s" % (when, kind) for when in ("before", "after") for kind in FAULT_KINDS]
+)
+"""The points ``ZART["FAULT_POINTS"]`` may name (see ``django_zart.faults``)."""
 
 
-@dataclass(frozen=True)
+def _duration(low: float, high: float) -> Callable[[str, Any], float]:
+    def check(key: str, value: Any) -> float:
+        seconds = to_seconds(value)
+        if not low <= seconds <= high:
+            raise InvalidArgument(
+                "%s must be between %s and %s seconds, not %r." % (key, low, high, value)
+            )
+        return seconds
+
+    return check
+
+
+def _integer(low: int, high: int) -> Callable[[str, Any], int]:
+    def check(key: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise InvalidArgument(
+                "%s must be an integer from %d to %d, not %r." % (key, low, high, value)
+            )
+        return value
+
+    return check
+
+
+def _strings(
+    *, non_empty: bool = False, item: Callable[[str, Any], str] | None = None
+) -> Callable[[str, Any], tuple[str, ...]]:
+    def check(key: str, value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v for v in value):
+            raise InvalidArgument("%s must be a list of non-empty strings, not %r." % (key, value))
+        if non_empty and not value:
+            raise InvalidArgument("%s must name at least one." % key)
+        if item is not None:
+            for v in value:
+                item(key, v)
+        return tuple(value)
+
+    return check
+
+
+def _queue(key: str, value: Any) -> str:
+    return check_name(value, "A queue name in %s" % key, limit=MAX_QUEUE_LENGTH)
+
+
+def _fault_point(key: str, value: Any) -> str:
+    if value not in FAULT_POINTS:
+        raise InvalidArgument(
+            "%s: unknown fault point %r; known: %s." % (key, value, ", ".join(sorted(FAULT_POINTS)))
+        )
+    return str(value)
+
+
+def _database_alias(key: str, value: Any) -> str:
+    if not isinstance(value, str) or value not in settings.DATABASES:
+        raise InvalidArgument("%s is %r, which is not an alias in DATABASES." % (key, value))
+    return value
+
+
+CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    "POLL_INTERVAL": _duration(0.01, 3600),
+    "MAX_TASKS_PER_POLL": _integer(1, 1000),
+    "MAX_CONCURRENT_TASKS": _integer(1, 1000),
+    "SHUTDOWN_TIMEOUT": _duration(0, 86400),
+    "ORPHAN_TIMEOUT": _duration(0.5, 86400),
+    "QUEUES": _strings(non_empty=True, item=_queue),
+    "MAX_RECOVERIES": _integer(0, 1000),
+    "MAX_PAYLOAD_BYTES": _integer(1, 100 * 1024 * 1024),
+    "WORKFLOW_MODULES": _strings(),
+    "EVENT_TOKENS": _strings(),
+    "LISTEN_DATABASE": _database_alias,
+    "WORKER_RETENTION": _duration(0, 365 * 86400),
+    "FAULT_POINTS": _strings(item=_fault_point),
+}
+"""How each key is checked: a function returning the value to use, or raising
+``InvalidArgument`` with a message that names the key."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     poll_interval: float
     max_tasks_per_poll: int
@@ -47,6 +137,16 @@ class Settings:
     workflow_modules: tuple[str, ...]
     event_tokens: tuple[str, ...]
     listen_database: str
+    worker_retention: float
+    fault_points: frozenset[str]
+
+
+def check_value(key: str, value: Any, *, label: str | None = None) -> Any:
+    """``value`` as the setting ``key`` uses it, or ``InvalidArgument`` saying why not.
+
+    ``label`` names the value in the message (a command-line option, say).
+    """
+    return CHECKS[key](label or 'ZART["%s"]' % key, value)
 
 
 def validate(raw: Any) -> list[str]:
@@ -59,64 +159,24 @@ def validate(raw: Any) -> list[str]:
         if key not in DEFAULTS
     ]
     merged = {**DEFAULTS, **raw}
-    for key in _DURATIONS:
+    for key in CHECKS:
         try:
-            to_seconds(merged[key])
-        except ValueError as exc:
-            problems.append('ZART["%s"]: %s' % (key, exc))
-    if to_seconds_or_zero(merged["ORPHAN_TIMEOUT"]) <= 0:
-        problems.append('ZART["ORPHAN_TIMEOUT"] must be more than zero.')
-    for key in _POSITIVE_INTS:
-        value = merged[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            problems.append('ZART["%s"] must be a positive integer, not %r.' % (key, value))
-    recoveries = merged["MAX_RECOVERIES"]
-    if isinstance(recoveries, bool) or not isinstance(recoveries, int) or recoveries < 0:
-        problems.append('ZART["MAX_RECOVERIES"] must be an integer >= 0, not %r.' % recoveries)
-    for key in ("QUEUES", "WORKFLOW_MODULES", "EVENT_TOKENS"):
-        value = merged[key]
-        if isinstance(value, str) or not all(isinstance(v, str) and v for v in value):
-            problems.append('ZART["%s"] must be a list of non-empty strings.' % key)
-    if not merged["QUEUES"]:
-        problems.append('ZART["QUEUES"] must name at least one queue.')
-    if merged["LISTEN_DATABASE"] not in settings.DATABASES:
-        problems.append(
-            'ZART["LISTEN_DATABASE"] is %r, which is not an alias in DATABASES.'
-            % (merged["LISTEN_DATABASE"],)
-        )
+            check_value(key, merged[key])
+        except InvalidArgument as exc:
+            problems.append(str(exc))
     return problems
-
-
-def to_seconds_or_zero(value: Any) -> float:
-    try:
-        return to_seconds(value)
-    except ValueError:
-        return 0.0
 
 
 @cache
 def get_settings() -> Settings:
     """The validated settings; an invalid ``ZART`` raises ``ImproperlyConfigured``."""
-    from django.core.exceptions import ImproperlyConfigured
-
     raw = getattr(settings, "ZART", {})
     problems = validate(raw)
     if problems:
         raise ImproperlyConfigured(" ".join(problems))
-    merged = {**DEFAULTS, **raw}
-    return Settings(
-        poll_interval=to_seconds(merged["POLL_INTERVAL"]),
-        max_tasks_per_poll=merged["MAX_TASKS_PER_POLL"],
-        max_concurrent_tasks=merged["MAX_CONCURRENT_TASKS"],
-        shutdown_timeout=to_seconds(merged["SHUTDOWN_TIMEOUT"]),
-        orphan_timeout=to_seconds(merged["ORPHAN_TIMEOUT"]),
-        queues=tuple(merged["QUEUES"]),
-        max_recoveries=merged["MAX_RECOVERIES"],
-        max_payload_bytes=merged["MAX_PAYLOAD_BYTES"],
-        workflow_modules=tuple(merged["WORKFLOW_MODULES"]),
-        event_tokens=tuple(merged["EVENT_TOKENS"]),
-        listen_database=merged["LISTEN_DATABASE"],
-    )
+    values = {key.lower(): check_value(key, value) for key, value in {**DEFAULTS, **raw}.items()}
+    values["fault_points"] = frozenset(values["fault_points"])
+    return Settings(**values)
 
 
 @receiver(setting_changed)

@@ -3,26 +3,43 @@
 No context object is threaded through user code: step calls and ``zart.context()`` find
 the current execution here. The control-flow exceptions below derive from
 ``BaseException`` so that a workflow's ``except Exception:`` cannot swallow them.
+
+Durable calls are numbered when they are made. In an ``async def`` workflow, tasks the
+body creates (``asyncio.gather``, ``create_task``, task groups) each get a *lane*,
+numbered in creation order, and the calls a lane makes are numbered within it: so the
+calls of ``gather(pipeline(a), pipeline(b))`` find their own checkpoints on replay, in
+whatever order the original calls happened to finish.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from .db.types import Checkpoint
-from .errors import DuplicateStepName, NonDeterminismError, NotInWorkflow, ZartError
+from asgiref.sync import async_to_sync
+
+from .db.types import Checkpoint, Claim, Record
+from .errors import (
+    DuplicateStepName,
+    ExecutionTimedOut,
+    NonDeterminismError,
+    NotInWorkflow,
+    ZartError,
+)
+from .states import StepKind
 
 if TYPE_CHECKING:
     from .db.base import Store
-    from .db.types import Claim
+
+Lane = tuple[int, ...]
 
 
 class Suspend(BaseException):
@@ -38,31 +55,11 @@ class Suspend(BaseException):
         self.checkpoint = checkpoint
 
 
-class LeaseLost(BaseException):
-    """Another worker holds the execution now; this one must stop without writing."""
-
-
 class Abort(BaseException):
     """Fail the execution at once with ``error``, bypassing workflow retries."""
 
     def __init__(self, error: ZartError) -> None:
         self.error = error
-
-
-@dataclass
-class Record:
-    """A checkpoint of the current run, as loaded or just written."""
-
-    step_id: int
-    sequence: int
-    position: str
-    name: str
-    kind: str
-    status: str
-    result: Any
-    error: dict[str, Any] | None
-    attempts: int
-    wake_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -77,18 +74,24 @@ class WorkflowInfo:
     step: str | None
 
 
-@dataclass
+@dataclass(eq=False)
 class ExecutionContext:
+    checkpoint_kind: ClassVar[str] = StepKind.STEP
+    """The kind of the rows a step call of this context writes."""
+
     claim: Claim
     store: Store
     loaded: list[Record]
+    deadline: datetime | None = None
+    """When the execution times out (none while its failure handler runs)."""
+    timeout: float | None = None
     records: dict[int, Record] = field(init=False)
-    """Checkpoints of auto-named calls, by sequence (their order among such calls)."""
+    """Checkpoints of auto-named calls of the main lane, by sequence."""
     by_position: dict[str, Record] = field(init=False)
     sequence: int = 0
-    occurrences: dict[str, int] = field(default_factory=dict)
+    occurrences: dict[tuple[Lane, str], int] = field(default_factory=dict)
+    lanes: dict[Lane, int] = field(default_factory=dict)
     explicit_seen: set[str] = field(default_factory=set)
-    started: float = field(default_factory=time.monotonic)
 
     def __post_init__(self) -> None:
         self.records = {r.sequence: r for r in self.loaded if r.sequence}
@@ -106,28 +109,42 @@ class ExecutionContext:
         return 0 if scope is None else scope[1]
 
     def now(self) -> datetime:
-        """The database clock, read at claim time and advanced by the monotonic clock."""
-        return self.claim.db_now + timedelta(seconds=time.monotonic() - self.started)
+        """The database clock, read when the claim was taken, advanced by the monotonic
+        clock since: time spent queued in the worker counts, as it should."""
+        elapsed = time.monotonic() - self.claim.clock_origin
+        return self.claim.db_now + timedelta(seconds=elapsed)
 
     def next_position(self, name: str, *, explicit: bool = False) -> tuple[int, str]:
         """Allocate the next durable call's sequence number and position key.
 
-        Auto-named calls are numbered in call order and a repeated name gets an
-        occurrence suffix (``name#2``), so loops just work. Explicitly named calls
-        (templates, ``with_id``) take sequence 0: they are found by name alone, which
-        survives reordering, and a name may occur once per run.
+        Auto-named calls of the main lane are numbered in call order and a repeated name
+        gets an occurrence suffix (``name#2``), so loops just work. Calls of another lane
+        carry it (``name@1.2``) and take sequence 0, like explicitly named calls
+        (templates, ``with_id``): those are found by position alone, which survives
+        reordering, and an explicit name may occur once per run.
         """
         if explicit:
             if name in self.explicit_seen:
                 raise Abort(DuplicateStepName(self.claim.execution_id, name))
             self.explicit_seen.add(name)
             return 0, name
+        lane = _lane.get()
+        count = self.occurrences.get((lane, name), 0) + 1
+        self.occurrences[(lane, name)] = count
+        position = name if count == 1 else "%s#%d" % (name, count)
+        if lane:
+            return 0, "%s@%s" % (position, ".".join(map(str, lane)))
         self.sequence += 1
-        count = self.occurrences.get(name, 0) + 1
-        self.occurrences[name] = count
-        return self.sequence, name if count == 1 else "%s#%d" % (name, count)
+        return self.sequence, position
 
-    def recorded(self, sequence: int, position: str, kind: str) -> Record | None:
+    def next_lane(self, parent: Lane) -> Lane:
+        number = self.lanes.get(parent, 0) + 1
+        self.lanes[parent] = number
+        return (*parent, number)
+
+    def recorded(
+        self, sequence: int, position: str, kind: str, call_hash: str = ""
+    ) -> Record | None:
         """The checkpoint at this position, after checking the history agrees."""
         record = self.records.get(sequence) if sequence else None
         if record is None:
@@ -142,6 +159,15 @@ class ExecutionContext:
                     "%s %r (at position %d)"
                     % (record.kind.lower(), record.position, record.sequence),
                     "%s %r" % (kind.lower(), position),
+                )
+            )
+        if call_hash and record.call_hash and call_hash != record.call_hash:
+            raise Abort(
+                NonDeterminismError(
+                    self.claim.execution_id,
+                    sequence,
+                    "%s %r called with arguments #%s" % (kind.lower(), position, record.call_hash),
+                    "it with other arguments (#%s)" % call_hash,
                 )
             )
         return record
@@ -171,60 +197,28 @@ class ExecutionContext:
             error=None if point.error is None else json.loads(point.error),
             attempts=point.attempts,
             wake_at=point.wake_at,
+            call_hash=point.call_hash,
         )
         self.remember(record)
         return record
 
-    def claim_event(self, sequence: int, position: str, name: str) -> tuple[Any] | None:
-        """Consume the oldest waiting event ``name`` into a checkpoint.
-
-        Returns ``(payload,)`` (the payload may well be ``None``), or ``None`` if no such
-        event is waiting.
-        """
-        from .states import StepKind, StepStatus
-
-        point = self.checkpoint(sequence, position, name, StepKind.EVENT, StepStatus.COMPLETED)
-        taken = self.store.consume_event(self.claim, point, name)
-        if taken is None:
-            return None
-        step_id, payload = taken
-        self.remember_point(step_id, point, payload)
-        return (payload,)
-
     def checkpoint(
-        self,
-        sequence: int,
-        position: str,
-        name: str,
-        kind: str,
-        status: str,
-        *,
-        result: str | None = None,
-        error: str | None = None,
-        attempts: int = 1,
-        wake_at: datetime | None = None,
-        rows: tuple[tuple[int, str, str | None], ...] = (),
+        self, sequence: int, position: str, name: str, kind: str, status: str, **fields: Any
     ) -> Checkpoint:
+        """A checkpoint of this run, stamped with the durable clock."""
         return Checkpoint(
             sequence=sequence,
             position=position,
             name=name,
             kind=kind,
             status=status,
-            result=result,
-            error=error,
-            attempts=attempts,
-            wake_at=wake_at,
             at=self.now(),
-            attempt_rows=rows,
+            **fields,
         )
 
     def check_deadline(self) -> None:
-        from .errors import ExecutionTimedOut
-
-        deadline = self.claim.deadline_at
-        if deadline is not None and self.now() >= deadline:
-            raise Abort(ExecutionTimedOut(self.claim.execution_id, self.claim.timeout or 0))
+        if self.deadline is not None and self.now() >= self.deadline:
+            raise Abort(ExecutionTimedOut(self.claim.execution_id, self.timeout or 0))
 
 
 current: ContextVar[ExecutionContext | None] = ContextVar("zart_execution", default=None)
@@ -232,6 +226,9 @@ current: ContextVar[ExecutionContext | None] = ContextVar("zart_execution", defa
 _step_scope: ContextVar[tuple[str, int] | None] = ContextVar("zart_step", default=None)
 """The running step attempt. A context variable, not a field of the shared execution
 context: steps gathered in one event loop each run in their own asyncio task."""
+
+_lane: ContextVar[Lane] = ContextVar("zart_lane", default=())
+"""The asyncio task of the workflow body this code runs in; ``()`` is the body itself."""
 
 
 @contextmanager
@@ -250,6 +247,39 @@ def in_event_loop() -> bool:
     except RuntimeError:
         return False
     return True
+
+
+def run_async_body(fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> Any:
+    """Run an ``async def`` workflow body to its end, numbering the tasks it creates."""
+
+    async def body() -> Any:
+        loop = asyncio.get_running_loop()
+        previous = loop.get_task_factory()
+        loop.set_task_factory(_lane_task)  # type: ignore[arg-type]
+        try:
+            return await fn(*args)
+        finally:
+            loop.set_task_factory(previous)
+
+    return async_to_sync(body)()
+
+
+def _lane_task(
+    loop: asyncio.AbstractEventLoop,
+    coro: Coroutine[Any, Any, Any],
+    *,
+    context: contextvars.Context | None = None,
+) -> asyncio.Task[Any]:
+    """A task factory: a task the workflow body creates is a new lane.
+
+    Tasks created inside a step attempt (a step's own timeout, its own gather) are not
+    durable calls' lanes: they run only when the attempt runs, never on replay.
+    """
+    task_context = context.copy() if context is not None else contextvars.copy_context()
+    ctx = current.get()
+    if ctx is not None and _step_scope.get() is None:
+        task_context.run(_lane.set, ctx.next_lane(_lane.get()))
+    return asyncio.Task(coro, loop=loop, context=task_context)
 
 
 def require(function: str) -> ExecutionContext:

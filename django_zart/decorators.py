@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any, overload
 
 from .durations import Duration, to_seconds
+from .recurrence import Declaration, declared
 from .registry import Workflow, register
 from .retry import Retry
 from .steps import Step
@@ -70,11 +71,15 @@ def workflow(
             queue=queue,
             on_failure=on_failure,
         )
-        register(wf)
+        declaration = None
         if schedule is not None or every is not None:
-            from .schedules import declare
-
-            declare(wf.name, cron=schedule, every=every, **(schedule_options or {}))
+            # Checked before registering: an invalid schedule leaves nothing behind.
+            declaration = Declaration.of(
+                wf.name, wf.name, cron=schedule, every=every, **(schedule_options or {})
+            )
+        register(wf)
+        if declaration is not None:
+            declared[wf.name] = declaration
         return wf
 
     if callable(name):

@@ -4,6 +4,12 @@ The body is replayed from the top with the run's checkpoints loaded in one query
 completed steps return their stored results, the first new step runs, and every new
 checkpoint is committed before the next step starts. The body never runs inside a
 transaction of ours.
+
+``execute`` returns what happened as an ``Outcome``. One thing it does not decide:
+``DatabaseUnavailable`` (the connection broke, the server restarts) propagates to the
+worker, which waits for the database and calls ``execute`` again with the same claim:
+every write is fenced by the claim, so a replay picks up exactly where the last
+committed checkpoint left off, and nothing is failed or counted.
 """
 
 from __future__ import annotations
@@ -11,15 +17,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from enum import StrEnum
 from typing import Any
 
-from asgiref.sync import async_to_sync
-
-from . import serialization
+from . import faults, serialization
+from .branches import execute_branch
 from .conf import get_settings
-from .context import Abort, ExecutionContext, LeaseLost, Suspend, current
+from .context import Abort, ExecutionContext, Suspend, current, run_async_body
 from .db.base import Store
-from .db.types import Claim
+from .db.guard import connection_lost
+from .db.types import Claim, DatabaseUnavailable, LeaseLost, StoreRefused
 from .errors import (
     ExecutionTimedOut,
     SerializationError,
@@ -28,42 +35,93 @@ from .errors import (
     ZartError,
 )
 from .registry import Workflow, get_workflow
-from .states import ExecutionStatus, RunReason, TaskKind
+from .states import TERMINAL, ExecutionStatus, RunReason, TaskKind
 
 logger = logging.getLogger(__name__)
 
 
-def execute(claim: Claim, store: Store) -> str:
+class Outcome(StrEnum):
+    """What a worker's pass over a claim did to its execution."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SUSPENDED = "suspended"
+    """Waiting for a time or an event; released for any worker."""
+    RETRIED = "retried"
+    """The body raised and a new run (``max_retries``) is due at once."""
+    COMPENSATING = "compensating"
+    """Failed for good; its ``on_failure`` handler is due as a new run."""
+    LEASE_LOST = "lease-lost"
+    """Another worker took it over; this worker's result was discarded."""
+    CANCELLED = "cancelled"
+    """Cancelled while this worker ran it; it stopped at its next durable call."""
+    DROPPED = "dropped"
+    """The execution had finished already; its left-over task was deleted."""
+
+
+def execute(claim: Claim, store: Store) -> Outcome:
     """Advance the execution as far as it goes; return what happened to it."""
     try:
         return _execute(claim, store)
     except LeaseLost:
-        logger.warning(
-            "Lease lost execution=%s workflow=%s: another worker holds it now; this "
-            "worker's result is discarded",
+        return _lost(claim, store)
+
+
+def _lost(claim: Claim, store: Store) -> Outcome:
+    status = store.execution_status(claim.execution_id)
+    if status == ExecutionStatus.CANCELLED:
+        logger.info(
+            "Execution cancelled while running execution=%s workflow=%s: stopped at its "
+            "next durable call",
             claim.execution_id,
             claim.workflow,
         )
-        return "lease-lost"
+        return Outcome.CANCELLED
+    logger.warning(
+        "Lease lost execution=%s workflow=%s status=%s: another worker holds it now; this "
+        "worker's result is discarded",
+        claim.execution_id,
+        claim.workflow,
+        status,
+    )
+    return Outcome.LEASE_LOST
 
 
-def _execute(claim: Claim, store: Store) -> str:
+def _execute(claim: Claim, store: Store) -> Outcome:
+    if claim.unreadable is not None:
+        return _fail(
+            claim,
+            store,
+            ZartError(
+                "The stored execution %r cannot be read (%s); it is failed so that it does "
+                "not block other work." % (claim.execution_id, claim.unreadable)
+            ),
+            None,
+        )
+    if claim.status in TERMINAL:
+        store.drop(claim)
+        return Outcome.DROPPED
+    if not claim.started:
+        claim = store.start(claim)
     if claim.kind == TaskKind.BRANCH:
-        from .branches import execute_branch
-
-        return execute_branch(claim, store)
+        return Outcome(execute_branch(claim, store))
     try:
         workflow = get_workflow(claim.workflow)
     except UnknownWorkflow as exc:
         return _fail(claim, store, exc, None)
-    claim.timeout = workflow.timeout
-    compensating = claim.run_reason == RunReason.COMPENSATION
-    if compensating:
-        claim.deadline_at = None  # the handler runs after the deadline that failed it
     if claim.recoveries and claim.recoveries >= get_settings().max_recoveries:
-        return _fail(claim, store, WorkerCrashLoop(claim.execution_id, claim.recoveries), workflow)
-    ctx = ExecutionContext(claim=claim, store=store, loaded=store.load_checkpoints(claim))
-    if claim.deadline_at is not None and ctx.now() >= claim.deadline_at:
+        crash = WorkerCrashLoop(claim.execution_id, claim.recoveries)
+        return _fail(claim, store, crash, workflow)
+    compensating = claim.run_reason == RunReason.COMPENSATION
+    ctx = ExecutionContext(
+        claim=claim,
+        store=store,
+        loaded=store.load_checkpoints(claim),
+        # The failure handler runs after the deadline that may have failed the execution.
+        deadline=None if compensating else claim.deadline_at,
+        timeout=workflow.timeout,
+    )
+    if ctx.deadline is not None and ctx.now() >= ctx.deadline:
         return _fail(
             claim, store, ExecutionTimedOut(claim.execution_id, workflow.timeout or 0), workflow
         )
@@ -74,16 +132,25 @@ def _execute(claim: Claim, store: Store) -> str:
         claim.workflow,
         claim.run_index,
     )
+    return _run_body(ctx, workflow, compensating)
+
+
+def _run_body(ctx: ExecutionContext, workflow: Workflow, compensating: bool) -> Outcome:
+    claim, store = ctx.claim, ctx.store
     token = current.set(ctx)
     try:
         if compensating:
-            return _compensate(claim, store, workflow)
+            return _compensate(ctx, workflow)
         output = _call(workflow.fn, serialization.decode(claim.input))
     except Suspend as suspend:
-        return _suspend(claim, store, suspend)
+        return _suspend(ctx, suspend)
     except Abort as abort:
         return _fail(claim, store, abort.error, workflow)
+    except StoreRefused as refused:
+        return _fail(claim, store, serialization.refused("a checkpoint", refused), workflow)
     except Exception as exc:
+        if connection_lost(exc):
+            raise DatabaseUnavailable(exc) from exc
         if claim.run_index <= workflow.max_retries:
             index = store.rerun(claim, error=serialization.error_text(exc))
             logger.info(
@@ -93,7 +160,7 @@ def _execute(claim: Claim, store: Store) -> str:
                 index,
                 type(exc).__name__,
             )
-            return "retried"
+            return Outcome.RETRIED
         return _fail(claim, store, exc, workflow)
     finally:
         current.reset(token)
@@ -102,47 +169,47 @@ def _execute(claim: Claim, store: Store) -> str:
 
 def _call(fn: Callable[..., Any], *args: Any) -> Any:
     if asyncio.iscoroutinefunction(fn):
-        return async_to_sync(fn)(*args)
+        return run_async_body(fn, *args)
     return fn(*args)
 
 
-def _suspend(claim: Claim, store: Store, suspend: Suspend) -> str:
-    wake_at = suspend.wake_at
-    if claim.deadline_at is not None:
-        wake_at = claim.deadline_at if wake_at is None else min(wake_at, claim.deadline_at)
-    store.suspend(claim, wake_at, suspend.checkpoint)
+def _suspend(ctx: ExecutionContext, suspend: Suspend) -> Outcome:
+    claim, wake_at = ctx.claim, suspend.wake_at
+    if ctx.deadline is not None:
+        wake_at = ctx.deadline if wake_at is None else min(wake_at, ctx.deadline)
+    if suspend.checkpoint is None:
+        ctx.store.suspend(claim, wake_at)
+    else:
+        with faults.around_checkpoint(suspend.checkpoint.kind):
+            ctx.store.suspend(claim, wake_at, suspend.checkpoint)
     logger.info(
         "Execution suspended execution=%s workflow=%s until=%s",
         claim.execution_id,
         claim.workflow,
         "an event" if wake_at is None else wake_at.isoformat(),
     )
-    return "suspended"
+    return Outcome.SUSPENDED
 
 
-def _compensate(claim: Claim, store: Store, workflow: Workflow) -> str:
+def _compensate(ctx: ExecutionContext, workflow: Workflow) -> Outcome:
     """Run ``on_failure`` to its end, then fail the execution with the original error."""
-    assert workflow.on_failure is not None
+    claim, store = ctx.claim, ctx.store
     error = dict(store.execution_error(claim.execution_id) or {})
     try:
+        if workflow.on_failure is None:  # removed from the code since the failure
+            raise ZartError("The workflow has no on_failure handler any more.")
         _call(workflow.on_failure, serialization.decode(claim.input), dict(error))
     except Suspend as suspend:
-        return _suspend(claim, store, suspend)
-    except (Abort, Exception) as exc:
-        failure = exc.error if isinstance(exc, Abort) else exc
-        error["compensation"] = {
-            k: v
-            for k, v in serialization.describe_exception(failure).items()
-            if k in ("type", "message", "traceback")
-        }
+        return _suspend(ctx, suspend)
+    except (Abort, StoreRefused, Exception) as exc:
+        if connection_lost(exc):
+            raise DatabaseUnavailable(exc) from exc
+        failure: BaseException = exc.error if isinstance(exc, Abort) else exc
+        described = serialization.describe_exception(failure)
+        error["compensation"] = {k: described[k] for k in ("type", "message", "traceback")}
     else:
         error["compensation"] = "completed"
-    store.finish(
-        claim,
-        status=ExecutionStatus.FAILED,
-        output=None,
-        error=serialization.dumps(error, "an error", serialization.ERROR_LIMIT),
-    )
+    _finish(claim, store, ExecutionStatus.FAILED, None, serialization.error_json(error))
     logger.info(
         "Execution failed execution=%s workflow=%s error=%s compensation=%s",
         claim.execution_id,
@@ -150,26 +217,28 @@ def _compensate(claim: Claim, store: Store, workflow: Workflow) -> str:
         error.get("type"),
         "completed" if error["compensation"] == "completed" else "failed",
     )
-    return "failed"
+    return Outcome.FAILED
 
 
-def _complete(claim: Claim, store: Store, output: Any, workflow: Workflow) -> str:
+def _complete(claim: Claim, store: Store, output: Any, workflow: Workflow) -> Outcome:
     what = "the output of workflow %r" % claim.workflow
     try:
         text = serialization.dumps(
             serialization.encode(output, what), what, get_settings().max_payload_bytes
         )
+        _finish(claim, store, ExecutionStatus.COMPLETED, text, None)
     except SerializationError as exc:
         return _fail(claim, store, exc, workflow)
-    store.finish(claim, status=ExecutionStatus.COMPLETED, output=text, error=None)
+    except StoreRefused as refused:
+        return _fail(claim, store, serialization.refused(what, refused), workflow)
     logger.info("Execution completed execution=%s workflow=%s", claim.execution_id, claim.workflow)
-    return "completed"
+    return Outcome.COMPLETED
 
 
-def _fail(claim: Claim, store: Store, exc: BaseException, workflow: Workflow | None) -> str:
+def _fail(claim: Claim, store: Store, exc: BaseException, workflow: Workflow | None) -> Outcome:
     """Fail the execution, or hand it to the workflow's ``on_failure`` first (once)."""
+    error = serialization.error_text(exc)
     if workflow is not None and workflow.on_failure is not None:
-        error = serialization.error_text(exc)
         index = store.rerun(claim, error=error, reason=RunReason.COMPENSATION)
         logger.info(
             "Execution failing execution=%s workflow=%s error=%s: running on_failure in run %d",
@@ -178,15 +247,26 @@ def _fail(claim: Claim, store: Store, exc: BaseException, workflow: Workflow | N
             type(exc).__name__,
             index,
         )
-        return "compensating"
-    error = serialization.error_text(exc)
-    store.finish(claim, status=ExecutionStatus.FAILED, output=None, error=error)
+        return Outcome.COMPENSATING
+    try:
+        _finish(claim, store, ExecutionStatus.FAILED, None, error)
+    except StoreRefused as refused:
+        # Stored errors are cleaned, so this is the database refusing something else:
+        # record that much, rather than leaving the execution to crash-loop.
+        what = "the error of execution %r" % claim.execution_id
+        refusal = serialization.error_text(serialization.refused(what, refused))
+        _finish(claim, store, ExecutionStatus.FAILED, None, refusal)
     log = logger.info if isinstance(exc, ZartError) else logger.warning
     log(
         "Execution failed execution=%s workflow=%s error=%s: %s",
         claim.execution_id,
         claim.workflow,
         type(exc).__name__,
-        exc,
+        serialization.clean(serialization.describe_exception(exc)["message"])[:500],
     )
-    return "failed"
+    return Outcome.FAILED
+
+
+def _finish(claim: Claim, store: Store, status: str, output: str | None, error: str | None) -> None:
+    store.finish(claim, status=status, output=output, error=error)
+    faults.point("after-finish")

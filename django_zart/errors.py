@@ -3,6 +3,7 @@
 ::
 
     ZartError
+     ├── InvalidArgument (also a ValueError)
      ├── UnknownWorkflow
      ├── ExecutionAlreadyExists
      ├── ExecutionNotFound
@@ -19,7 +20,8 @@
      ├── NonDeterminismError
      ├── EventTimeout (also a TimeoutError)
      ├── ExecutionTimedOut
-     └── WorkerCrashLoop
+     ├── WorkerCrashLoop
+     └── WorkerIdInUse
 
 Errors carry the ids involved as attributes and say what to do in their message, so a
 traceback in a log is enough to act on.
@@ -34,6 +36,11 @@ class ZartError(Exception):
     """Base class of every error raised by django-zart."""
 
 
+class InvalidArgument(ZartError, ValueError):
+    """An argument cannot be used or stored: an empty or overlong name, a NUL character,
+    a duration out of range. The message names the argument and what is wrong."""
+
+
 class UnknownWorkflow(ZartError):
     """No workflow of this name is registered in this process."""
 
@@ -42,7 +49,7 @@ class UnknownWorkflow(ZartError):
         super().__init__(
             "No workflow named %r is registered. Define it with @zart.workflow in a "
             "workflows.py module of an installed app, or list its module in "
-            'ZART["WORKFLOW_MODULES"].' % name
+            'ZART["WORKFLOW_MODULES"].' % (name,)
         )
 
 
@@ -236,4 +243,16 @@ class WorkerCrashLoop(ZartError):
         super().__init__(
             "Execution %r was taken over from a dead worker %d times; it is failed instead "
             'of crash-looping (ZART["MAX_RECOVERIES"]).' % (execution_id, recoveries)
+        )
+
+
+class WorkerIdInUse(ZartError):
+    """A live worker already runs under this worker id."""
+
+    def __init__(self, worker_id: str, seconds_ago: float) -> None:
+        self.worker_id = worker_id
+        super().__init__(
+            "Worker id %r is in use by a live worker (last heartbeat %.1fs ago). Pick another "
+            "--worker-id, or stop that worker; a dead worker's id is free once its lease ends."
+            % (worker_id, seconds_ago)
         )

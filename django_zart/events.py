@@ -12,6 +12,7 @@ from .conf import get_settings
 from .db import get_store
 from .errors import ExecutionFinished, ExecutionNotFound
 from .models import Event, Execution, Step, Task
+from .names import MAX_ID_LENGTH, check_name
 from .states import TERMINAL, StepKind, StepStatus, TaskKind
 
 
@@ -23,14 +24,20 @@ def send_event(execution_id: str, name: str, payload: Any = None) -> bool:
     ``ExecutionNotFound`` for an unknown id and ``ExecutionFinished`` for a finished one:
     nothing is stored then. Joins the caller's transaction like ``start``.
     """
-    if not isinstance(name, str) or not name:
-        raise ValueError("An event needs a non-empty name, not %r." % (name,))
+    check_name(execution_id, "execution_id", limit=MAX_ID_LENGTH)
+    check_name(name, "The event name")
     what = "the payload of event %r" % name
     encoded = serialization.encode(payload, what)
     serialization.dumps(encoded, what, get_settings().max_payload_bytes)
     with transaction.atomic():
-        # The row lock orders this against the worker's finishing statement: an event is
-        # either stored for a live execution or refused, never stored for a finished one.
+        # The body's task, then the execution: the order a worker's writes lock them in.
+        # The execution's row lock orders this against the worker's finishing statement:
+        # an event is either stored for a live execution or refused, never stored for a
+        # finished one.
+        body = Task.objects.select_for_update().filter(
+            execution_id=execution_id, kind=TaskKind.BODY
+        )
+        list(body.values_list("pk", flat=True))
         row = (
             Execution.objects.select_for_update()
             .filter(pk=execution_id)

@@ -18,14 +18,16 @@ from django.db import connections
 
 from .conf import get_settings
 from .db.postgresql import NOTIFY_CHANNEL
+from .outages import OutageLog
 
 logger = logging.getLogger(__name__)
 
 
 class Listener:
-    def __init__(self, queues: list[str], on_due: Callable[[], None]) -> None:
+    def __init__(self, queues: list[str], on_due: Callable[[], None], outage: OutageLog) -> None:
         self.queues = set(queues)
         self.on_due = on_due
+        self.outage = outage
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="zart-listen", daemon=True)
         self.ready = threading.Event()
@@ -42,8 +44,12 @@ class Listener:
         while not self._stop.is_set():
             try:
                 self._listen()
+            except psycopg.Error as exc:
+                # The connection broke (a restart, a terminated backend): reconnect after
+                # a backoff; meanwhile the worker polls.
+                self._stop.wait(self.outage.failed("listening for due work", exc))
             except Exception:
-                logger.exception("LISTEN connection failed; polling until it is back")
+                logger.exception("LISTEN failed; polling until it is back")
                 self._stop.wait(1)
 
     def _listen(self) -> None:
@@ -54,6 +60,7 @@ class Listener:
         with psycopg.connect(**params, autocommit=True) as conn:
             conn.execute("LISTEN %s" % NOTIFY_CHANNEL)
             self.ready.set()
+            self.outage.succeeded()
             self.on_due()  # anything made due while we were not listening
             while not self._stop.is_set():
                 for notify in conn.notifies(timeout=0.5):

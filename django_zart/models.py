@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from django.db import models
 from django.db.models.functions import Now
+from django.utils import timezone as django_timezone
 from django.utils.translation import gettext_lazy as _
 
 from .states import (
@@ -151,6 +152,13 @@ class Step(models.Model):
     error = models.JSONField(_("error"), null=True, blank=True)
     attempts = models.PositiveIntegerField(_("attempts"), default=1)
     wake_at = models.DateTimeField(_("wake at"), null=True, blank=True)
+    call_hash = models.CharField(
+        _("arguments digest"),
+        max_length=16,
+        blank=True,
+        default="",
+        help_text=_("A replay that calls this step with other arguments is not deterministic."),
+    )
     created_at = models.DateTimeField(_("created"))
     updated_at = models.DateTimeField(_("updated"))
 
@@ -235,6 +243,15 @@ class Task(models.Model):
     held_by = models.UUIDField(_("claim token"), null=True, blank=True)
     lease_until = models.DateTimeField(_("lease until"), null=True, blank=True)
     claimed_at = models.DateTimeField(_("claimed"), null=True, blank=True)
+    started_at = models.DateTimeField(
+        _("started"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "When the holder began running it. A claim still queued in its worker has none, "
+            "so taking it over from a dead worker counts no recovery."
+        ),
+    )
     wake_pending = models.BooleanField(
         _("wake pending"),
         default=False,
@@ -243,7 +260,7 @@ class Task(models.Model):
     recoveries = models.PositiveIntegerField(
         _("recoveries"),
         default=0,
-        help_text=_("How often it was taken over from a worker whose lease expired."),
+        help_text=_("How often it was taken over from a dead worker that was running it."),
     )
     created_at = models.DateTimeField(_("created"), db_default=Now())
 
@@ -359,6 +376,16 @@ class Worker(models.Model):
     concurrency = models.PositiveIntegerField(_("concurrency"))
     started_at = models.DateTimeField(_("started"), db_default=Now())
     heartbeat_at = models.DateTimeField(_("last heartbeat"), db_default=Now())
+    expires_at = models.DateTimeField(
+        _("alive until"),
+        db_default=Now(),
+        help_text=_("Its last heartbeat plus its lease: past this, the worker is dead."),
+    )
+    abandoned_threads = models.PositiveIntegerField(
+        _("abandoned step threads"),
+        default=0,
+        help_text=_("Threads of sync steps still running past their timeout."),
+    )
 
     class Meta:
         db_table = "zart_workers"
@@ -368,3 +395,8 @@ class Worker(models.Model):
 
     def __str__(self) -> str:
         return self.id
+
+    @property
+    def is_alive(self) -> bool:
+        """Heartbeating within its lease (by the clock of the process asking)."""
+        return self.expires_at > django_timezone.now()

@@ -16,9 +16,10 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 
-from . import serialization
+from . import faults, serialization
 from .conf import get_settings
-from .context import ExecutionContext, Record, Suspend, in_event_loop, require_body
+from .context import ExecutionContext, Suspend, in_event_loop, require_body
+from .db.types import Record
 from .errors import ZartError
 from .failures import step_failed
 from .states import StepKind, StepStatus
@@ -37,21 +38,33 @@ class Handle:
 
 def schedule(step: Step, *args: Any, **kwargs: Any) -> Handle:
     """Start ``step(*args, **kwargs)`` as a branch any worker can run; do not wait."""
-    (handle,) = _schedule_many(step, [(args, kwargs)], "schedule")
+    ctx, numbered = _number(step, [(args, kwargs)], "schedule")
+    (handle,) = _schedule(ctx, step, numbered)
     return handle
 
 
-def _schedule_many(
+Numbered = list[tuple[int, str, tuple[Any, ...], dict[str, Any]]]
+
+
+def _number(
     step: Step, calls: Sequence[tuple[tuple[Any, ...], dict[str, Any]]], function: str
-) -> list[Handle]:
+) -> tuple[ExecutionContext, Numbered]:
+    """Give each branch its position now, in call order."""
     if not isinstance(step, Step):
         raise TypeError("zart.%s() takes a @zart.step function, not %r." % (function, step))
     ctx = require_body(function)
-    handles, points, payloads = [], [], []
+    numbered: Numbered = []
     for args, kwargs in calls:
         name, explicit = step.position_name(None, args, kwargs)
         sequence, position = ctx.next_position(name, explicit=explicit)
-        handles.append(Handle(position, step.name))
+        numbered.append((sequence, position, args, kwargs))
+    return ctx, numbered
+
+
+def _schedule(ctx: ExecutionContext, step: Step, numbered: Numbered) -> list[Handle]:
+    """Record and queue the branches an earlier replay did not schedule yet."""
+    points, payloads = [], []
+    for sequence, position, args, kwargs in numbered:
         if ctx.recorded(sequence, position, StepKind.BRANCH) is not None:
             continue  # scheduled by an earlier replay
         what = "the arguments of branch %r" % position
@@ -64,10 +77,11 @@ def _schedule_many(
         )
         payloads.append(payload)
     if points:
-        step_ids = ctx.store.schedule_branches(ctx.claim, points, payloads)
+        with faults.around_checkpoint(StepKind.BRANCH):
+            step_ids = ctx.store.schedule_branches(ctx.claim, points, payloads)
         for step_id, point in zip(step_ids, points, strict=True):
             ctx.remember_point(step_id, point)
-    return handles
+    return [Handle(position, step.name) for _, position, _, _ in numbered]
 
 
 def wait_all(handles: Iterable[Handle], *, return_exceptions: bool = False) -> Any:
@@ -78,55 +92,51 @@ def wait_all(handles: Iterable[Handle], *, return_exceptions: bool = False) -> A
     In an async workflow, ``await`` it.
     """
     handles = list(handles)
+    ctx = require_body("wait_all")
+    group = ctx.next_position("wait_all")
     if in_event_loop():
-        return sync_to_async(_wait_all)(handles, return_exceptions)
-    return _wait_all(handles, return_exceptions)
+        return sync_to_async(_wait_all)(ctx, group, handles, return_exceptions)
+    return _wait_all(ctx, group, handles, return_exceptions)
 
 
-def map(step: Step, items: Iterable[Any]) -> Any:
+def map(step: Step, items: Iterable[Any]) -> Any:  # noqa: A001 - zart.map reads well
     """``step(item)`` for every item, as parallel branches; their results in order."""
     calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = [((item,), {}) for item in items]
+    ctx, numbered = _number(step, calls, "map")
+    group = ctx.next_position("wait_all")
     if in_event_loop():
-        return _amap(step, calls)
-    return _wait_all(_schedule_many(step, calls, "map"), False)
+        return _amap(ctx, step, numbered, group)
+    return _wait_all(ctx, group, _schedule(ctx, step, numbered), False)
 
 
-async def _amap(step: Step, calls: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> Any:
-    handles = await sync_to_async(_schedule_many)(step, calls, "map")
-    return await sync_to_async(_wait_all)(handles, False)
+async def _amap(
+    ctx: ExecutionContext, step: Step, numbered: Numbered, group: tuple[int, str]
+) -> Any:
+    handles = await sync_to_async(_schedule)(ctx, step, numbered)
+    return await sync_to_async(_wait_all)(ctx, group, handles, False)
 
 
-def _wait_all(handles: list[Handle], return_exceptions: bool) -> list[Any]:
-    ctx = require_body("wait_all")
+def _wait_all(
+    ctx: ExecutionContext, group_at: tuple[int, str], handles: list[Handle], return_exceptions: bool
+) -> list[Any]:
+    sequence, position = group_at
     positions = [h.position for h in handles]
-    sequence, position = ctx.next_position("wait_all")
     group = ctx.recorded(sequence, position, StepKind.GROUP)
     records = _current(ctx, positions)
+    result = json.dumps({"positions": positions})
     if not all(r.status in FINISHED for r in records):
         if group is not None:
             raise Suspend(None)
-        raise Suspend(
-            None,
-            ctx.checkpoint(
-                sequence,
-                position,
-                "wait_all",
-                StepKind.GROUP,
-                StepStatus.WAITING,
-                result=json.dumps({"positions": positions}),
-            ),
+        waiting = ctx.checkpoint(
+            sequence, position, "wait_all", StepKind.GROUP, StepStatus.WAITING, result=result
         )
+        raise Suspend(None, waiting)
     if group is not None and group.status != StepStatus.COMPLETED:
-        ctx.write(
-            ctx.checkpoint(
-                sequence,
-                position,
-                "wait_all",
-                StepKind.GROUP,
-                StepStatus.COMPLETED,
-                result=json.dumps({"positions": positions}),
-            )
+        done = ctx.checkpoint(
+            sequence, position, "wait_all", StepKind.GROUP, StepStatus.COMPLETED, result=result
         )
+        with faults.around_checkpoint(StepKind.GROUP):
+            ctx.write(done)
     results: list[Any] = []
     for record in records:
         if record.status == StepStatus.COMPLETED:

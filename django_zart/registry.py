@@ -10,7 +10,8 @@ from typing import Any
 
 from django.utils.module_loading import autodiscover_modules
 
-from .errors import UnknownWorkflow, ZartError
+from .errors import InvalidArgument, UnknownWorkflow, ZartError
+from .names import MAX_QUEUE_LENGTH, check_name
 
 
 class Workflow:
@@ -26,13 +27,15 @@ class Workflow:
         queue: str,
         on_failure: Callable[[Any, dict[str, Any]], Any] | None = None,
     ) -> None:
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-            raise ValueError("max_retries must be an int >= 0, not %r." % (max_retries,))
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int):
+            raise InvalidArgument("max_retries must be an int, not %r." % (max_retries,))
+        if not 0 <= max_retries <= 1000:
+            raise InvalidArgument("max_retries must be from 0 to 1000, not %d." % max_retries)
         self.fn = fn
-        self.name = name
+        self.name = check_name(name, "A workflow name")
         self.timeout = timeout
         self.max_retries = max_retries
-        self.queue = queue
+        self.queue = check_name(queue, "The queue of workflow %r" % name, limit=MAX_QUEUE_LENGTH)
         self.on_failure = on_failure
         self.is_async = asyncio.iscoroutinefunction(fn)
         functools.update_wrapper(self, fn)
@@ -66,7 +69,7 @@ def get_workflow(name: str | Workflow) -> Workflow:
         return name
     try:
         return _workflows[name]
-    except KeyError:
+    except (KeyError, TypeError):  # TypeError: an unhashable "name"
         raise UnknownWorkflow(name) from None
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
-from .durations import Duration, to_seconds
+from .durations import MAX_SECONDS, Duration, to_seconds
+from .errors import InvalidArgument
 
 
 @dataclass(frozen=True)
@@ -25,11 +27,11 @@ class Retry:
 
     def __post_init__(self) -> None:
         if isinstance(self.attempts, bool) or not isinstance(self.attempts, int):
-            raise ValueError("Retry attempts must be an int, not %r." % (self.attempts,))
+            raise InvalidArgument("Retry attempts must be an int, not %r." % (self.attempts,))
         if self.attempts < 0:
-            raise ValueError("Retry attempts cannot be negative: %d." % self.attempts)
-        if self.backoff < 1:
-            raise ValueError("Retry backoff must be >= 1: %r." % self.backoff)
+            raise InvalidArgument("Retry attempts cannot be negative: %d." % self.attempts)
+        if not (isinstance(self.backoff, int | float) and 1 <= self.backoff <= 100):
+            raise InvalidArgument("Retry backoff must be between 1 and 100: %r." % (self.backoff,))
 
     @classmethod
     def none(cls) -> Retry:
@@ -63,12 +65,20 @@ class Retry:
         )
 
     def next_delay(self, tries: int) -> float | None:
-        """Seconds to wait after ``tries`` failed tries, or ``None`` to give up."""
+        """Seconds to wait after ``tries`` failed tries, or ``None`` to give up.
+
+        The wait grows until ``max_delay`` (at most 100 years): however many attempts a
+        policy allows, the thousandth computes no ``2.0 ** 1024``.
+        """
         if tries > self.attempts:
             return None
-        delay = self.delay * self.backoff ** (tries - 1)
-        if self.max_delay is not None:
-            delay = min(delay, self.max_delay)
+        ceiling = MAX_SECONDS if self.max_delay is None else self.max_delay
+        delay = self.delay
+        if self.backoff > 1 and delay > 0:
+            # Compare exponents, not values, so the power never overflows.
+            room = math.log(ceiling / delay, self.backoff) if ceiling > delay else 0
+            delay = ceiling if tries - 1 >= room else delay * self.backoff ** (tries - 1)
+        delay = min(delay, ceiling)
         if self.jitter:
-            delay = delay / 2 + random.uniform(0, delay / 2)
+            delay = delay / 2 + random.uniform(0, delay / 2)  # noqa: S311 - spreading load
         return delay

@@ -11,90 +11,28 @@ window (a worker outage) still run; older ones are skipped.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.db import transaction
-from django.utils import timezone as django_timezone
+from django.db.models.functions import Now
 
 from . import serialization
-from .cron import Cron, CronError
-from .durations import Duration, to_seconds
-from .errors import ExecutionAlreadyExists, ZartError
+from .client import cancel, create
+from .cron import CronError
+from .db import get_store
+from .durations import Duration
+from .errors import ExecutionAlreadyExists
+from .models import Execution, Schedule
+from .names import check_name
+from .recurrence import Declaration, Recurrence
+from .recurrence import declared as declarations
 from .registry import Workflow, get_workflow
 from .states import OverlapPolicy
 
 logger = logging.getLogger(__name__)
 
 TICK_FORMAT = "%Y%m%dT%H%M%SZ"
-
-
-@dataclass(frozen=True)
-class Recurrence:
-    """When ticks fall: a cron expression in a time zone, or a fixed interval."""
-
-    cron: Cron | None
-    every: float | None
-    timezone: str
-
-    @classmethod
-    def of(cls, cron: str | None, every: Duration | None, tz: str | None) -> Recurrence:
-        if (cron is None) == (every is None):
-            raise ZartError("A schedule needs exactly one of cron=... or every=....")
-        zone = tz or "UTC"
-        try:
-            ZoneInfo(zone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ZartError("Unknown time zone %r for a schedule." % zone) from None
-        if cron is not None:
-            return cls(Cron.parse(cron), None, zone)
-        seconds = to_seconds(every)  # type: ignore[arg-type]
-        if seconds <= 0:
-            raise ZartError("A schedule's every= must be more than zero.")
-        return cls(None, seconds, zone)
-
-    def next_after(self, moment: datetime) -> datetime:
-        if self.cron is not None:
-            return self.cron.next_after(moment, self.timezone)
-        assert self.every is not None
-        return moment + timedelta(seconds=self.every)
-
-
-@dataclass(frozen=True)
-class Declaration:
-    workflow: str
-    recurrence: Recurrence
-    input: Any
-    overlap: str
-    catch_up: float
-    execution_id: str
-
-
-_declared: dict[str, Declaration] = {}
-
-
-def declare(
-    workflow: str,
-    *,
-    cron: str | None,
-    every: Duration | None,
-    timezone: str | None = None,
-    input: Any = None,
-    overlap: str = OverlapPolicy.SKIP,
-    catch_up: Duration = "1h",
-    execution_id: str = "{schedule}-{tick}",
-) -> None:
-    """Record a schedule declared with ``@zart.workflow``; invalid ones fail here."""
-    _declared[workflow] = Declaration(
-        workflow=workflow,
-        recurrence=Recurrence.of(cron, every, timezone),
-        input=serialization.encode(input, "the input of schedule %r" % workflow),
-        overlap=_overlap(overlap),
-        catch_up=to_seconds(catch_up),
-        execution_id=_template(execution_id),
-    )
 
 
 def schedule_recurring(
@@ -116,39 +54,37 @@ def schedule_recurring(
     ``"ALLOW"`` both. ``execution_id`` is a template over ``{schedule}``, ``{tick}``
     (the tick's UTC time) and ``{occurrence}`` (1 for the first tick).
     """
-    from .models import Schedule
-
+    check_name(name, "A schedule name")
     definition = get_workflow(workflow)
-    declaration = Declaration(
-        workflow=definition.name,
-        recurrence=Recurrence.of(cron, every, timezone),
-        input=serialization.encode(input, "the input of schedule %r" % name),
-        overlap=_overlap(overlap),
-        catch_up=to_seconds(catch_up),
-        execution_id=_template(execution_id),
+    declaration = Declaration.of(
+        name,
+        definition.name,
+        cron=cron,
+        every=every,
+        timezone=timezone,
+        input=input,
+        overlap=overlap,
+        catch_up=catch_up,
+        execution_id=execution_id,
     )
-    return _save(Schedule, name, declaration, declared=False)
+    return _save(name, declaration, declared=False)
 
 
 def unschedule(name: str) -> bool:
     """Delete the schedule ``name``; executions it started are left alone."""
-    from .models import Schedule
-
     deleted, _ = Schedule.objects.filter(pk=name).delete()
     return bool(deleted)
 
 
 def sync_declared() -> None:
     """Bring the rows of code-declared schedules in line with the code (worker start)."""
-    from .models import Schedule
-
-    for name, declaration in _declared.items():
+    for name, declaration in declarations.items():
         get_workflow(declaration.workflow)
-        _save(Schedule, name, declaration, declared=True)
-    Schedule.objects.filter(declared=True).exclude(pk__in=list(_declared)).delete()
+        _save(name, declaration, declared=True)
+    Schedule.objects.filter(declared=True).exclude(pk__in=list(declarations)).delete()
 
 
-def _save(model: Any, name: str, declaration: Declaration, *, declared: bool) -> Any:
+def _save(name: str, declaration: Declaration, *, declared: bool) -> Schedule:
     recurrence = declaration.recurrence
     fields = {
         "workflow": declaration.workflow,
@@ -162,10 +98,11 @@ def _save(model: Any, name: str, declaration: Declaration, *, declared: bool) ->
         "declared": declared,
     }
     with transaction.atomic():
-        row = model.objects.select_for_update().filter(pk=name).first()
+        now = get_store().now()
+        row = Schedule.objects.select_for_update().filter(pk=name).first()
         if row is None:
-            return model.objects.create(
-                name=name, next_tick_at=recurrence.next_after(django_timezone.now()), **fields
+            return Schedule.objects.create(
+                name=name, next_tick_at=recurrence.next_after(now), **fields
             )
         timing_changed = (row.cron, row.every, row.timezone) != (
             fields["cron"],
@@ -175,35 +112,34 @@ def _save(model: Any, name: str, declaration: Declaration, *, declared: bool) ->
         for key, value in fields.items():
             setattr(row, key, value)
         if timing_changed:
-            row.next_tick_at = recurrence.next_after(django_timezone.now())
-        row.updated_at = django_timezone.now()
+            row.next_tick_at = recurrence.next_after(now)
+        row.updated_at = now
         row.save()
         return row
 
 
 def run_due(limit: int = 10) -> int:
-    """Start the executions of due ticks; returns how many were started."""
-    from .models import Schedule
+    """Start the executions of due ticks; returns how many were started.
 
+    Ticks are judged by the database clock, like leases and sleeps: a worker whose own
+    clock runs ahead starts nothing early.
+    """
     started = 0
-    if not Schedule.objects.filter(next_tick_at__lte=django_timezone.now()).exists():
+    if not Schedule.objects.filter(next_tick_at__lte=Now()).exists():
         return 0  # the common case: one plain read, no transaction, no lock
     with transaction.atomic():
         due = list(
-            Schedule.objects.filter(next_tick_at__lte=django_timezone.now())
+            Schedule.objects.filter(next_tick_at__lte=Now())
             .select_for_update(skip_locked=True)
             .order_by("next_tick_at")[:limit]
         )
-        now = django_timezone.now()
+        now = get_store().now()
         for row in due:
             started += _tick(row, now)
     return started
 
 
-def _tick(row: Any, now: datetime) -> int:
-    from .client import cancel, create
-    from .models import Execution
-
+def _tick(row: Schedule, now: datetime) -> int:
     recurrence = Recurrence.of(row.cron or None, row.every, row.timezone)
     definition = get_workflow(row.workflow)
     oldest = now - timedelta(seconds=row.catch_up)
@@ -238,29 +174,4 @@ def _tick(row: Any, now: datetime) -> int:
     return started
 
 
-def _overlap(value: str) -> str:
-    upper = str(value).upper()
-    if upper not in OverlapPolicy.values:
-        raise ZartError(
-            "overlap must be one of %s, not %r." % (", ".join(OverlapPolicy.values), value)
-        )
-    return upper
-
-
-def _template(template: str) -> str:
-    try:
-        template.format(schedule="s", tick="t", occurrence=1)
-    except (KeyError, IndexError, ValueError) as exc:
-        raise ZartError(
-            "Execution id template %r may use {schedule}, {tick} and {occurrence}: %s"
-            % (template, exc)
-        ) from None
-    if "{tick}" not in template and "{occurrence}" not in template:
-        raise ZartError(
-            "Execution id template %r must contain {tick} or {occurrence}, or "
-            "every tick would get the same id." % template
-        )
-    return template
-
-
-__all__ = ["CronError", "declare", "run_due", "schedule_recurring", "sync_declared", "unschedule"]
+__all__ = ["CronError", "run_due", "schedule_recurring", "sync_declared", "unschedule"]

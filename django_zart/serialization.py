@@ -10,12 +10,17 @@ copy of what it stored, and the types below round-trip exactly:
   ``set`` and ``frozenset``, stored as ``{"$zart": "<type>", "value": ...}``.
 
 Anything else raises ``SerializationError`` naming what was being stored and the type.
+So does what the database cannot store or read back: a NUL character or a lone
+surrogate in a string, an integer of more than 4,000 digits, nesting deeper than 200
+levels. This is the one boundary where values are refused, so every entry point
+(``start``, ``send_event``, step results, outputs, branch arguments) refuses them alike.
 """
 
 from __future__ import annotations
 
 import datetime
 import decimal
+import hashlib
 import json
 import math
 import traceback
@@ -27,8 +32,17 @@ from django.utils.dateparse import parse_date, parse_datetime, parse_duration, p
 from django.utils.duration import duration_iso_string
 
 from .errors import PayloadTooLarge, SerializationError
+from .names import UNSTORABLE, unstorable
 
 TAG = "$zart"
+
+MAX_DEPTH = 200
+"""Nesting levels of lists and dicts a stored value may have."""
+
+MAX_INT_DIGITS = 4000
+"""Digits of the largest integer stored; Python refuses to print much longer ones."""
+
+_MAX_INT = 10**MAX_INT_DIGITS
 
 _ENCODERS: list[tuple[type, str, Callable[[Any], Any]]] = [
     (datetime.datetime, "datetime", lambda v: v.isoformat()),
@@ -51,18 +65,28 @@ _DECODERS: dict[str, Callable[[Any], Any]] = {
 
 def encode(value: Any, what: str) -> Any:
     """Return the JSON-ready form of ``value``; ``what`` names it in errors."""
-    return _encode(value, what, "value")
+    return _encode(value, what, "value", 0)
 
 
-def _encode(value: Any, what: str, path: str) -> Any:  # noqa: C901 - one branch per type
-    if value is None or isinstance(value, bool | str | int):
+def _encode(value: Any, what: str, path: str, depth: int) -> Any:  # noqa: C901 - one branch per type
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, str):
+        return _text(value, what, path)
+    if isinstance(value, int):
+        if not -_MAX_INT < value < _MAX_INT:
+            raise SerializationError(
+                what, "%s is an integer of more than %d digits." % (path, MAX_INT_DIGITS)
+            )
+        return int(value)
     if isinstance(value, float):
         if not math.isfinite(value):
             raise SerializationError(what, "%s is %r, which JSON cannot hold." % (path, value))
-        return value
+        return float(value)
+    if depth >= MAX_DEPTH and isinstance(value, list | dict | tuple | set | frozenset):
+        raise SerializationError(what, "%s is nested more than %d levels deep." % (path, MAX_DEPTH))
     if isinstance(value, list):
-        return [_encode(v, what, "%s[%d]" % (path, i)) for i, v in enumerate(value)]
+        return [_encode(v, what, "%s[%d]" % (path, i), depth + 1) for i, v in enumerate(value)]
     if isinstance(value, dict):
         out = {}
         for key, item in value.items():
@@ -72,13 +96,13 @@ def _encode(value: Any, what: str, path: str) -> Any:  # noqa: C901 - one branch
                     "%s has a key of type %s; JSON objects only have string keys."
                     % (path, type(key).__name__),
                 )
-            out[key] = _encode(item, what, "%s[%r]" % (path, key))
+            _text(key, what, "a key of %s" % path)
+            out[key] = _encode(item, what, "%s[%r]" % (path, key[:50]), depth + 1)
         return {TAG: "dict", "value": out} if TAG in out else out
-    if isinstance(value, tuple | set | frozenset):
-        kind = type(value).__name__ if type(value) in (tuple, set, frozenset) else None
-        if kind is not None:
-            items = sorted(value, key=repr) if kind != "tuple" else value
-            return {TAG: kind, "value": [_encode(v, what, path + "[]") for v in items]}
+    if type(value) in (tuple, set, frozenset):
+        kind = type(value).__name__
+        items = value if kind == "tuple" else sorted(value, key=repr)
+        return {TAG: kind, "value": [_encode(v, what, path + "[]", depth + 1) for v in items]}
     for cls, tag, encoder in _ENCODERS:
         if isinstance(value, cls):
             if isinstance(value, decimal.Decimal) and not value.is_finite():
@@ -90,6 +114,15 @@ def _encode(value: Any, what: str, path: str) -> Any:  # noqa: C901 - one branch
         "datetimes, decimals or UUIDs (see the README), or convert it first."
         % (path, type(value).__module__, type(value).__qualname__),
     )
+
+
+def _text(value: str, what: str, path: str) -> str:
+    problem = unstorable(value)
+    if problem is not None:
+        raise SerializationError(
+            what, "%s contains %s, which the database cannot store." % (path, problem)
+        )
+    return str(value)
 
 
 def decode(value: Any) -> Any:
@@ -122,27 +155,82 @@ def dumps(encoded: Any, what: str, limit: int) -> str:
     return text
 
 
-ERROR_LIMIT = 10 * 1024 * 1024
-"""Errors are stored whatever MAX_PAYLOAD_BYTES says: losing why something failed is worse."""
+def digest(value: Any) -> str:
+    """A short, stable digest of a value (a call's arguments); ``""`` if it cannot be
+    encoded, such as a model instance passed to a step."""
+    try:
+        text = json.dumps(encode(value, "arguments"), sort_keys=True, separators=(",", ":"))
+    except (SerializationError, ValueError):
+        return ""
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+def refused(what: str, exc: BaseException) -> SerializationError:
+    """The error for a value that passed the checks here but that the database refused."""
+    return SerializationError(what, "the database refused it (%s)." % clean(str(exc))[:500])
+
+
+ERROR_LIMIT = 1024 * 1024
+"""Characters of an error's message and traceback kept: the ends of a traceback say the
+most, so a longer one keeps its head and its tail."""
+
+
+def clean(text: str) -> str:
+    """``text`` with what the database cannot store made visible instead: a stored error
+    must always be storable, or the failure it records would be lost."""
+    return UNSTORABLE.sub(lambda m: "\\x00" if m.group() == "\x00" else "\ufffd", text)
 
 
 def error_text(exc: BaseException) -> str:
-    """The stored form of an error, as JSON text."""
-    return dumps(describe_exception(exc), "an error", ERROR_LIMIT)
+    """The stored form of an error, as JSON text; always storable."""
+    return error_json(describe_exception(exc))
+
+
+def error_json(error: dict[str, Any]) -> str:
+    """JSON text of an error made of cleaned parts (see ``describe_exception``)."""
+    return json.dumps(error, separators=(",", ":"))
 
 
 def describe_exception(exc: BaseException) -> dict[str, Any]:
     """The stored form of an error: dotted type, message and traceback."""
     cls = type(exc)
     error: dict[str, Any] = {
-        "type": "%s.%s" % (cls.__module__, cls.__qualname__),
-        "message": str(exc),
-        "traceback": "".join(traceback.format_exception(exc)),
+        "type": clean("%s.%s" % (cls.__module__, cls.__qualname__)),
+        "message": _shorten(clean(_text_of(exc))),
+        "traceback": _shorten(clean(_traceback_of(exc))),
     }
     for attr in ("step", "attempts"):
-        if hasattr(exc, attr):
-            error[attr] = getattr(exc, attr)
+        value = getattr(exc, attr, None)
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            error[attr] = clean(value) if isinstance(value, str) else value
     cause = getattr(exc, "error", None)
     if isinstance(cause, dict) and "type" in cause:
-        error["cause"] = {k: cause[k] for k in ("type", "message") if k in cause}
+        error["cause"] = {
+            k: clean(str(cause[k]))[:ERROR_LIMIT] for k in ("type", "message") if k in cause
+        }
     return error
+
+
+def _text_of(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception as failure:
+        return "<unprintable %s: str() raised %s>" % (type(exc).__name__, type(failure).__name__)
+
+
+def _traceback_of(exc: BaseException) -> str:
+    try:
+        return "".join(traceback.format_exception(exc))
+    except Exception as failure:
+        return "<no traceback: formatting it raised %s>" % type(failure).__name__
+
+
+def _shorten(text: str) -> str:
+    if len(text) <= ERROR_LIMIT:
+        return text
+    half = ERROR_LIMIT // 2
+    return "%s\n… (%d characters left out) …\n%s" % (
+        text[:half],
+        len(text) - 2 * half,
+        text[-half:],
+    )

@@ -47,7 +47,15 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     ExecutionStatus.FAILED: frozenset(),
     ExecutionStatus.CANCELLED: frozenset(),
 }
-"""Which status may follow which; the store's writes only ever follow these edges."""
+"""Which status may follow which. Every status change is made by ``db.transitions`` (or
+a statement of the PostgreSQL store) with the source statuses of its target, computed
+by ``allowed_from``, in the same statement: a change that does not follow an edge here
+writes nothing."""
+
+
+def allowed_from(target: str) -> list[str]:
+    """The statuses an execution may be in to move to ``target``, sorted."""
+    return sorted(source for source, targets in TRANSITIONS.items() if target in targets)
 
 
 class RunStatus(models.TextChoices):

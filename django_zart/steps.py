@@ -16,16 +16,19 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from asgiref.sync import async_to_sync, sync_to_async
 from django.db import connection
 
-from . import serialization
+from . import faults, serialization
 from .conf import get_settings
-from .context import ExecutionContext, Record, Suspend, current, in_event_loop, in_step
-from .errors import SerializationError, StepTimeout, ZartError
+from .context import ExecutionContext, Suspend, current, in_event_loop, in_step
+from .db.guard import connection_lost, drop_dead_connection
+from .db.types import DatabaseUnavailable, Record, StoreRefused
+from .errors import SerializationError, StepFailed, StepTimeout, ZartError
 from .failures import step_failed
+from .names import check_name
 from .retry import Retry
 from .states import AttemptStatus, StepKind, StepStatus
 
@@ -45,19 +48,41 @@ def get_step(name: str) -> Step:
         ) from None
 
 
-@dataclass
-class Attempt:
-    """An attempt about to run: where it is recorded and what came before it."""
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A step call, numbered when it is made: its position and a digest of its arguments."""
 
     sequence: int
     position: str
+    call_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """An attempt about to run: where it is recorded and what came before it."""
+
+    call: Call
     number: int
-    earlier: tuple[tuple[int, str, str | None], ...]
+    earlier: tuple[tuple[int, str, str | None], ...] = ()
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Replayed:
     value: Any
+
+
+_abandoned: set[threading.Thread] = set()
+_abandoned_lock = threading.Lock()
+
+
+def abandoned_threads() -> int:
+    """Threads of sync steps that ran past their timeout and have not returned yet.
+
+    A thread cannot be killed: each one still holds its connection and may hold a CPU.
+    The worker counts them against its concurrency and shows them on its row.
+    """
+    with _abandoned_lock:
+        return len(_abandoned)
 
 
 class Step:
@@ -74,7 +99,7 @@ class Step:
         timeout: float | None = None,
     ) -> None:
         self.fn = fn
-        self.name = name
+        self.name = check_name(name, "A step name")
         self.retry = retry or Retry.none()
         self.retry_on = retry_on
         self.give_up_on = give_up_on
@@ -128,27 +153,31 @@ class Step:
         if ctx is None or ctx.step is not None:
             # Outside a workflow, or nested in another step (which is the durable unit).
             return self.fn(*args, **kwargs)
-        name, is_explicit = self.position_name(explicit, args, kwargs)
-        if in_event_loop():
-            if not self.is_async:
-                raise TypeError(
-                    "Step %r is synchronous but was called from an async workflow; make it "
-                    "'async def' or call it from a sync workflow." % self.name
-                )
-            return self._acall(ctx, name, is_explicit, args, kwargs)
+        looping = in_event_loop()
+        if looping and not self.is_async:
+            raise TypeError(
+                "Step %r is synchronous but was called from an async workflow; make it "
+                "'async def' or call it from a sync workflow." % self.name
+            )
+        call = self.number_call(ctx, explicit, args, kwargs)
+        if looping:
+            return self._acall(ctx, call, args, kwargs)
         if self.is_async:
-            return async_to_sync(self._acall)(ctx, name, is_explicit, args, kwargs)
-        return self._call(ctx, name, is_explicit, args, kwargs)
+            return async_to_sync(self._acall)(ctx, call, args, kwargs)
+        return self.attempts(ctx, plan(ctx, call), args, kwargs)
 
-    def _call(
+    def number_call(
         self,
         ctx: ExecutionContext,
-        name: str,
-        explicit: bool,
+        explicit: str | None,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-    ) -> Any:
-        return self.attempts(ctx, plan(ctx, self, name, explicit), args, kwargs)
+    ) -> Call:
+        """Give the call its position now, in call order, before anything is awaited."""
+        name, is_explicit = self.position_name(explicit, args, kwargs)
+        check_name(name, "The name of a call of step %r" % self.name)
+        sequence, position = ctx.next_position(name, explicit=is_explicit)
+        return Call(sequence, position, serialization.digest([list(args), kwargs]))
 
     def attempts(
         self,
@@ -161,8 +190,9 @@ class Step:
         while True:
             if isinstance(attempt, Replayed):
                 return attempt.value
+            drop_dead_connection()  # user code gets a live connection, not a dead one
             try:
-                with in_step(attempt.position, attempt.number):
+                with in_step(attempt.call.position, attempt.number):
                     value = self.run_sync(args, kwargs)
             except Exception as exc:
                 attempt = failed(ctx, self, attempt, exc)
@@ -170,19 +200,14 @@ class Step:
                 return succeeded(ctx, self, attempt, value)
 
     async def _acall(
-        self,
-        ctx: ExecutionContext,
-        name: str,
-        explicit: bool,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
+        self, ctx: ExecutionContext, call: Call, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        attempt = plan(ctx, self, name, explicit)
+        attempt = await sync_to_async(plan)(ctx, call)
         while True:
             if isinstance(attempt, Replayed):
                 return attempt.value
             try:
-                with in_step(attempt.position, attempt.number):
+                with in_step(attempt.call.position, attempt.number):
                     value = await self.run_async(args, kwargs)
             except Exception as exc:
                 attempt = await sync_to_async(failed)(ctx, self, attempt, exc)
@@ -209,11 +234,24 @@ class Step:
                 outcome.append((False, exc))
             finally:
                 connection.close()
+                with _abandoned_lock:
+                    _abandoned.discard(threading.current_thread())
 
         thread = threading.Thread(target=target, name="zart-step-%s" % self.name, daemon=True)
         thread.start()
         thread.join(self.timeout)
         if not outcome:
+            with _abandoned_lock:
+                if thread.is_alive():
+                    _abandoned.add(thread)
+                count = len(_abandoned)
+            logger.warning(
+                "Step timed out step=%s after %ss; its thread goes on and is abandoned "
+                "(%d abandoned in this worker, counted against its concurrency)",
+                self.name,
+                self.timeout,
+                count,
+            )
             raise StepTimeout(self.name, self.timeout)
         ok, value = outcome[0]
         if not ok:
@@ -237,33 +275,29 @@ def _origin(fn: Callable[..., Any]) -> str:
     return "%s.%s" % (fn.__module__, fn.__qualname__)
 
 
-def plan(ctx: ExecutionContext, step: Step, name: str, explicit: bool) -> Attempt | Replayed:
+def plan(ctx: ExecutionContext, call: Call) -> Attempt | Replayed:
     """Decide from the checkpoints whether the call replays or runs (and which attempt)."""
-    sequence, position = ctx.next_position(name, explicit=explicit)
-    record = ctx.recorded(sequence, position, StepKind.STEP)
-    return plan_from(ctx, step, sequence, position, record)
+    record = ctx.recorded(call.sequence, call.position, StepKind.STEP, call.call_hash)
+    return plan_from(ctx, call, record)
 
 
-def plan_from(
-    ctx: ExecutionContext, step: Step, sequence: int, position: str, record: Record | None
-) -> Attempt | Replayed:
+def plan_from(ctx: ExecutionContext, call: Call, record: Record | None) -> Attempt | Replayed:
     if record is None:
         ctx.check_deadline()
-        return Attempt(sequence, position, 1, ())
+        return Attempt(call, 1)
     if record.status == StepStatus.COMPLETED:
         return Replayed(serialization.decode(record.result))
     if record.status == StepStatus.FAILED:
-        raise step_failed(position, record.attempts, record.error or {})
+        raise step_failed(call.position, record.attempts, record.error or {})
     # RETRYING: the next attempt runs once its time has come.
-    assert record.wake_at is not None
-    if record.wake_at > ctx.now():
+    if record.wake_at is not None and record.wake_at > ctx.now():
         raise Suspend(record.wake_at)
     ctx.check_deadline()
-    return Attempt(sequence, position, record.attempts + 1, ())
+    return Attempt(call, record.attempts + 1)
 
 
 def succeeded(ctx: ExecutionContext, step: Step, attempt: Attempt, value: Any) -> Any:
-    what = "the result of step %r" % attempt.position
+    what = "the result of step %r" % attempt.call.position
     try:
         encoded = serialization.encode(value, what)
         text = serialization.dumps(encoded, what, get_settings().max_payload_bytes)
@@ -273,57 +307,69 @@ def succeeded(ctx: ExecutionContext, step: Step, attempt: Attempt, value: Any) -
     rows = attempt.earlier
     if attempt.number > 1:
         rows = (*rows, (attempt.number, AttemptStatus.SUCCEEDED, None))
-    ctx.write(
-        _checkpoint(ctx, step, attempt, StepStatus.COMPLETED, result=text, rows=rows), encoded
-    )
+    point = _checkpoint(ctx, step, attempt, StepStatus.COMPLETED, result=text, rows=rows)
+    try:
+        with faults.around_checkpoint(ctx.checkpoint_kind):
+            ctx.write(point, encoded)
+    except StoreRefused as refused:
+        return give_up(ctx, step, attempt, serialization.refused(what, refused))
     logger.info(
         "Step done execution=%s workflow=%s step=%s attempt=%d",
         ctx.claim.execution_id,
         ctx.claim.workflow,
-        attempt.position,
+        attempt.call.position,
         attempt.number,
     )
     return serialization.decode(encoded)
 
 
 def failed(ctx: ExecutionContext, step: Step, attempt: Attempt, exc: Exception) -> Attempt:
-    """Record a failed attempt; return the next one, or suspend until it is due."""
+    """Record a failed attempt; return the next one, or suspend until it is due.
+
+    A connection the database dropped under the step is not the step's failure: the
+    worker replays the claim on a fresh connection instead.
+    """
+    if connection_lost(exc):
+        raise DatabaseUnavailable(exc) from exc
     delay = step.retry.next_delay(attempt.number) if step.retries(exc) else None
     if delay is None:
-        give_up(ctx, step, attempt, exc)
-    assert delay is not None
+        give_up(ctx, step, attempt, exc)  # raises StepFailed
     error = serialization.error_text(exc)
     rows = (*attempt.earlier, (attempt.number, AttemptStatus.FAILED, error))
     logger.info(
         "Step attempt failed execution=%s workflow=%s step=%s attempt=%d retry_in=%.3fs",
         ctx.claim.execution_id,
         ctx.claim.workflow,
-        attempt.position,
+        attempt.call.position,
         attempt.number,
         delay,
     )
     if delay <= 0:
-        return Attempt(attempt.sequence, attempt.position, attempt.number + 1, rows)
+        return Attempt(attempt.call, attempt.number + 1, rows)
     wake_at = ctx.now() + timedelta(seconds=delay)
-    point = _checkpoint(ctx, step, attempt, StepStatus.RETRYING, error=error, rows=rows)
-    point.wake_at = wake_at
+    point = _checkpoint(
+        ctx, step, attempt, StepStatus.RETRYING, error=error, rows=rows, wake_at=wake_at
+    )
     raise Suspend(wake_at, point) from None
 
 
-def give_up(ctx: ExecutionContext, step: Step, attempt: Attempt, exc: Exception) -> Any:
+def give_up(ctx: ExecutionContext, step: Step, attempt: Attempt, exc: Exception) -> NoReturn:
+    """Record the step's failure for good and raise it into the workflow as StepFailed."""
     error = serialization.error_text(exc)
     rows = (*attempt.earlier, (attempt.number, AttemptStatus.FAILED, error))
     if attempt.number == 1:
         rows = ()  # the step row holds the only attempt's error
-    record = ctx.write(_checkpoint(ctx, step, attempt, StepStatus.FAILED, error=error, rows=rows))
+    point = _checkpoint(ctx, step, attempt, StepStatus.FAILED, error=error, rows=rows)
+    with faults.around_checkpoint(ctx.checkpoint_kind):
+        record = ctx.write(point)
     logger.info(
         "Step failed execution=%s workflow=%s step=%s attempts=%d",
         ctx.claim.execution_id,
         ctx.claim.workflow,
-        attempt.position,
+        attempt.call.position,
         attempt.number,
     )
-    raise step_failed(attempt.position, attempt.number, record.error or {}) from exc
+    raise step_failed(attempt.call.position, attempt.number, record.error or {}) from exc
 
 
 def _checkpoint(
@@ -332,20 +378,19 @@ def _checkpoint(
     attempt: Attempt,
     status: str,
     *,
-    result: str | None = None,
-    error: str | None = None,
     rows: tuple[tuple[int, str, str | None], ...] = (),
+    **fields: Any,
 ) -> Any:
     return ctx.checkpoint(
-        attempt.sequence,
-        attempt.position,
+        attempt.call.sequence,
+        attempt.call.position,
         step.name,
-        StepKind.STEP,
+        ctx.checkpoint_kind,
         status,
-        result=result,
-        error=error,
         attempts=attempt.number,
-        rows=rows,
+        call_hash=attempt.call.call_hash,
+        attempt_rows=rows,
+        **fields,
     )
 
 
@@ -355,8 +400,6 @@ def step_or(call: Callable[[], Any], default: Any) -> Any:
     The step's failure is checkpointed, so the choice replays the same way. In an async
     workflow: ``await zart.step_or(lambda: charge(order), None)``.
     """
-    from .errors import StepFailed
-
     try:
         value = call()
     except StepFailed:
@@ -367,8 +410,6 @@ def step_or(call: Callable[[], Any], default: Any) -> Any:
 
 
 async def _await_or(awaitable: Any, default: Any) -> Any:
-    from .errors import StepFailed
-
     try:
         return await awaitable
     except StepFailed:

@@ -2,7 +2,8 @@
 
 Each is checkpointed at its own position, like a step. A sleep or a wait that cannot go
 on yet records when it may (``wake_at``) and suspends the execution: no thread waits.
-In an ``async def`` workflow, await them: ``await zart.sleep("cool-off", "1h")``.
+In an ``async def`` workflow, await them: ``await zart.sleep("cool-off", "1h")``. Either
+way the call takes its position when it is made, not when it is awaited.
 """
 
 from __future__ import annotations
@@ -14,20 +15,21 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 
-from . import serialization
+from . import faults, serialization
 from .conf import get_settings
-from .context import ExecutionContext, Record, Suspend, in_event_loop, require_body
+from .context import ExecutionContext, Suspend, in_event_loop, require_body
 from .durations import Duration, to_seconds
-from .errors import EventTimeout
+from .errors import EventTimeout, InvalidArgument
+from .names import check_name
 from .states import StepKind, StepStatus
 
 
-def _begin(function: str, kind: str, name: str) -> tuple[ExecutionContext, int, str, Record | None]:
-    if not isinstance(name, str) or not name:
-        raise ValueError("zart.%s() needs a non-empty name, not %r." % (function, name))
+def _number(function: str, name: str) -> tuple[ExecutionContext, int, str]:
+    """The context and the call's position, allocated now, in call order."""
+    check_name(name, "The name given to zart.%s()" % function)
     ctx = require_body(function)
     sequence, position = ctx.next_position(name)
-    return ctx, sequence, position, ctx.recorded(sequence, position, kind)
+    return ctx, sequence, position
 
 
 def _sync_or_async(function: Callable[..., Any], *args: Any) -> Any:
@@ -35,6 +37,11 @@ def _sync_or_async(function: Callable[..., Any], *args: Any) -> Any:
     if in_event_loop():
         return sync_to_async(function)(*args)
     return function(*args)
+
+
+def _write(ctx: ExecutionContext, point: Any, value: Any = None) -> None:
+    with faults.around_checkpoint(point.kind):
+        ctx.write(point, value)
 
 
 # -- sleeping ------------------------------------------------------------------------
@@ -47,36 +54,42 @@ def sleep(name: str, duration: Duration) -> Any:
     clock, so a crash or a redeploy while sleeping neither shortens nor restarts it.
     """
     seconds = to_seconds(duration)
-    return _sync_or_async(_sleep, "sleep", name, lambda ctx: ctx.now() + timedelta(seconds=seconds))
+    ctx, sequence, position = _number("sleep", name)
+    return _sync_or_async(
+        _sleep, ctx, sequence, position, name, lambda: ctx.now() + timedelta(seconds=seconds)
+    )
 
 
 def sleep_until(name: str, when: datetime) -> Any:
     """Suspend the execution until the aware datetime ``when``."""
     if not isinstance(when, datetime) or when.tzinfo is None:
-        raise ValueError("zart.sleep_until() needs an aware datetime, not %r." % (when,))
-    return _sync_or_async(_sleep, "sleep_until", name, lambda ctx: when)
+        raise InvalidArgument("zart.sleep_until() needs an aware datetime, not %r." % (when,))
+    ctx, sequence, position = _number("sleep_until", name)
+    return _sync_or_async(_sleep, ctx, sequence, position, name, lambda: when)
 
 
-def _sleep(function: str, name: str, wake_time: Callable[[ExecutionContext], datetime]) -> None:
-    ctx, sequence, position, record = _begin(function, StepKind.SLEEP, name)
+def _sleep(
+    ctx: ExecutionContext,
+    sequence: int,
+    position: str,
+    name: str,
+    wake_time: Callable[[], datetime],
+) -> None:
+    record = ctx.recorded(sequence, position, StepKind.SLEEP)
     if record is not None and record.status == StepStatus.COMPLETED:
         return
-    wake_at = record.wake_at if record is not None else wake_time(ctx)
-    assert wake_at is not None
+    wake_at = record.wake_at if record is not None and record.wake_at else wake_time()
     if wake_at > ctx.now():
         if record is not None:
             raise Suspend(wake_at)
-        raise Suspend(
-            wake_at,
-            ctx.checkpoint(
-                sequence, position, name, StepKind.SLEEP, StepStatus.WAITING, wake_at=wake_at
-            ),
+        point = ctx.checkpoint(
+            sequence, position, name, StepKind.SLEEP, StepStatus.WAITING, wake_at=wake_at
         )
-    ctx.write(
-        ctx.checkpoint(
-            sequence, position, name, StepKind.SLEEP, StepStatus.COMPLETED, wake_at=wake_at
-        )
+        raise Suspend(wake_at, point)
+    done = ctx.checkpoint(
+        sequence, position, name, StepKind.SLEEP, StepStatus.COMPLETED, wake_at=wake_at
     )
+    _write(ctx, done)
 
 
 # -- events --------------------------------------------------------------------------
@@ -91,43 +104,47 @@ def wait_for_event(name: str, *, timeout: Duration | None = None) -> Any:
     once and replayed.
     """
     seconds = None if timeout is None else to_seconds(timeout)
-    return _sync_or_async(_wait_for_event, name, seconds)
+    ctx, sequence, position = _number("wait_for_event", name)
+    return _sync_or_async(_wait_for_event, ctx, sequence, position, name, seconds)
 
 
-def _wait_for_event(name: str, timeout: float | None) -> Any:
-    ctx, sequence, position, record = _begin("wait_for_event", StepKind.EVENT, name)
+def _wait_for_event(
+    ctx: ExecutionContext, sequence: int, position: str, name: str, timeout: float | None
+) -> Any:
+    record = ctx.recorded(sequence, position, StepKind.EVENT)
     if record is not None and record.status == StepStatus.COMPLETED:
         return serialization.decode(record.result)
     if record is not None and record.status == StepStatus.FAILED:
         raise EventTimeout(name, timeout or 0)
-    received = ctx.claim_event(sequence, position, name)
-    if received is not None:
-        return serialization.decode(received[0])
+    point = ctx.checkpoint(sequence, position, name, StepKind.EVENT, StepStatus.COMPLETED)
+    with faults.around_checkpoint(StepKind.EVENT):
+        taken = ctx.store.consume_event(ctx.claim, point, name)
+    if taken is not None:
+        step_id, payload = taken
+        ctx.remember_point(step_id, point, payload)
+        return serialization.decode(payload)
     deadline = record.wake_at if record is not None else None
     if record is None and timeout is not None:
         deadline = ctx.now() + timedelta(seconds=timeout)
     if deadline is not None and ctx.now() >= deadline:
         error = EventTimeout(name, timeout or 0)
-        ctx.write(
-            ctx.checkpoint(
-                sequence,
-                position,
-                name,
-                StepKind.EVENT,
-                StepStatus.FAILED,
-                error=serialization.error_text(error),
-                wake_at=deadline,
-            )
+        timed_out = ctx.checkpoint(
+            sequence,
+            position,
+            name,
+            StepKind.EVENT,
+            StepStatus.FAILED,
+            error=serialization.error_text(error),
+            wake_at=deadline,
         )
+        _write(ctx, timed_out)
         raise error
     if record is not None:
         raise Suspend(deadline)
-    raise Suspend(
-        deadline,
-        ctx.checkpoint(
-            sequence, position, name, StepKind.EVENT, StepStatus.WAITING, wake_at=deadline
-        ),
+    waiting = ctx.checkpoint(
+        sequence, position, name, StepKind.EVENT, StepStatus.WAITING, wake_at=deadline
     )
+    raise Suspend(deadline, waiting)
 
 
 # -- recorded values -----------------------------------------------------------------
@@ -135,7 +152,8 @@ def _wait_for_event(name: str, timeout: float | None) -> Any:
 
 def now(name: str) -> Any:
     """The current time by the database clock, recorded once and replayed after."""
-    return _sync_or_async(_capture, "now", name, lambda ctx: ctx.now())
+    ctx, sequence, position = _number("now", name)
+    return _sync_or_async(_capture, ctx, sequence, position, name, ctx.now)
 
 
 def capture(name: str, fn: Callable[[], Any]) -> Any:
@@ -144,13 +162,16 @@ def capture(name: str, fn: Callable[[], Any]) -> Any:
     ``fn`` may be a coroutine function in an async workflow. Unlike a step, it has no
     retry policy: an exception propagates to the workflow and nothing is recorded.
     """
+    ctx, sequence, position = _number("capture", name)
     if in_event_loop():
-        return _acapture(name, fn)
-    return _capture("capture", name, lambda ctx: fn())
+        return _acapture(ctx, sequence, position, name, fn)
+    return _capture(ctx, sequence, position, name, fn)
 
 
-async def _acapture(name: str, fn: Callable[[], Any]) -> Any:
-    ctx, sequence, position, record = await sync_to_async(_begin)("capture", StepKind.CAPTURE, name)
+async def _acapture(
+    ctx: ExecutionContext, sequence: int, position: str, name: str, fn: Callable[[], Any]
+) -> Any:
+    record = await sync_to_async(ctx.recorded)(sequence, position, StepKind.CAPTURE)
     if record is not None:
         return serialization.decode(record.result)
     value = fn()
@@ -159,11 +180,13 @@ async def _acapture(name: str, fn: Callable[[], Any]) -> Any:
     return await sync_to_async(_record_value)(ctx, sequence, position, name, value)
 
 
-def _capture(function: str, name: str, fn: Callable[[ExecutionContext], Any]) -> Any:
-    ctx, sequence, position, record = _begin(function, StepKind.CAPTURE, name)
+def _capture(
+    ctx: ExecutionContext, sequence: int, position: str, name: str, fn: Callable[[], Any]
+) -> Any:
+    record = ctx.recorded(sequence, position, StepKind.CAPTURE)
     if record is not None:
         return serialization.decode(record.result)
-    return _record_value(ctx, sequence, position, name, fn(ctx))
+    return _record_value(ctx, sequence, position, name, fn())
 
 
 def _record_value(
@@ -172,10 +195,8 @@ def _record_value(
     what = "the value captured as %r" % name
     encoded = serialization.encode(value, what)
     text = serialization.dumps(encoded, what, get_settings().max_payload_bytes)
-    ctx.write(
-        ctx.checkpoint(
-            sequence, position, name, StepKind.CAPTURE, StepStatus.COMPLETED, result=text
-        ),
-        encoded,
+    point = ctx.checkpoint(
+        sequence, position, name, StepKind.CAPTURE, StepStatus.COMPLETED, result=text
     )
+    ctx.write(point, encoded)
     return serialization.decode(encoded)

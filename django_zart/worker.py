@@ -1,16 +1,23 @@
 """The worker: claim due work, run it on a fixed set of threads, keep leases alive.
 
 The main thread claims in batches and keeps at most ``concurrency`` claimed executions
-waiting for a thread, so a burst of due work costs few claim statements; waiting ones are
-held under the same heartbeated lease and released on shutdown. Each thread keeps its own
-database
-connection for the life of the worker. A heartbeat thread extends the leases of running
-work in one statement per interval; a worker killed with SIGKILL stops heartbeating, and
-its work is taken over once the leases expire.
+waiting for a thread, so a burst of due work costs few claim statements. Claims handed
+straight to an idle thread are marked as running by the claim itself; one that waits is
+marked when a thread takes it, so a worker killed with claims queued counts a crash
+recovery only for the work it was really running. Waiting ones are held under the same
+heartbeated lease and released on shutdown.
+
+Each thread keeps its own database connection for the life of the worker, checks it is
+still alive before each execution (a dead one is dropped, at the cost of a ``poll()``),
+and outlives database outages: an execution interrupted by one is replayed on a fresh
+connection once the database answers, nothing failed and nothing counted. A heartbeat
+thread extends the leases of held work in one statement per interval; a worker killed
+with SIGKILL stops heartbeating, and its work is taken over once the leases expire.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import queue as queue_module
@@ -18,21 +25,38 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 
 from . import engine
-from .conf import get_settings
-from .db import Claim, get_store
+from .conf import check_value, get_settings
+from .db import get_store
+from .db.guard import drop_dead_connection
+from .db.types import Claim, DatabaseUnavailable
+from .errors import WorkerIdInUse, ZartError
 from .listener import Listener
 from .models import Worker as WorkerRow
+from .names import check_name
+from .outages import OutageLog
 from .schedules import run_due, sync_declared
+from .steps import abandoned_threads
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 SCHEDULE_INTERVAL = 1.0
 """Seconds between a worker's looks for due schedule ticks."""
+
+PRUNE_INTERVAL = 60.0
+"""Seconds between a worker's deletions of long-dead workers' rows."""
+
+
+def _default_worker_id() -> str:
+    return "%s-%d-%s" % (socket.gethostname()[:60], os.getpid(), uuid.uuid4().hex[:6])
 
 
 @dataclass
@@ -46,11 +70,20 @@ class WorkerOptions:
     burst: bool = False
     listen: bool = True
     """LISTEN for notifications of due work (PostgreSQL); off, the worker only polls."""
-    worker_id: str = field(
-        default_factory=lambda: (
-            "%s-%d-%s" % (socket.gethostname(), os.getpid(), uuid.uuid4().hex[:6])
-        )
-    )
+    worker_id: str = field(default_factory=_default_worker_id)
+
+    def __post_init__(self) -> None:
+        """Hold options to the ranges of the settings they override."""
+        self.queues = list(check_value("QUEUES", self.queues, label="queues"))
+        for option, key in (
+            ("concurrency", "MAX_CONCURRENT_TASKS"),
+            ("max_tasks_per_poll", "MAX_TASKS_PER_POLL"),
+            ("poll_interval", "POLL_INTERVAL"),
+            ("orphan_timeout", "ORPHAN_TIMEOUT"),
+            ("shutdown_timeout", "SHUTDOWN_TIMEOUT"),
+        ):
+            setattr(self, option, check_value(key, getattr(self, option), label=option))
+        check_name(self.worker_id, "The worker id", limit=100)
 
     @classmethod
     def from_settings(cls, **overrides: object) -> WorkerOptions:
@@ -79,6 +112,7 @@ class Worker:
         self._running: dict[int, Claim] = {}
         self._inbox: queue_module.SimpleQueue[Claim | None] = queue_module.SimpleQueue()
         self._last_poll_full = False
+        self._outage = OutageLog(logger)
 
     def request_stop(self) -> None:
         """Stop claiming; running work gets ``shutdown_timeout`` to finish."""
@@ -86,7 +120,11 @@ class Worker:
         self._wake.set()
 
     def run(self) -> int:
-        """Work until stopped (or, in burst mode, until nothing is due); return the count."""
+        """Work until stopped (or, in burst mode, until nothing is due); return the count.
+
+        Raises ``WorkerIdInUse`` if a live worker has this worker's id, and ``ZartError``
+        if the threads cannot be started; nothing is left behind then.
+        """
         opts = self.options
         logger.info(
             "Worker starting id=%s queues=%s concurrency=%d poll_interval=%.3fs",
@@ -95,32 +133,68 @@ class Worker:
             opts.concurrency,
             opts.poll_interval,
         )
-        self.store.register_worker(
-            WorkerRow(
-                id=opts.worker_id,
-                hostname=socket.gethostname(),
-                pid=os.getpid(),
-                queues=opts.queues,
-                concurrency=opts.concurrency,
-            )
-        )
-        sync_declared()
-        threads = [
-            threading.Thread(target=self._work, name="zart-%d" % i, daemon=True)
-            for i in range(opts.concurrency)
-        ]
-        threads.append(threading.Thread(target=self._heartbeat, name="zart-hb", daemon=True))
-        for thread in threads:
-            thread.start()
-        listener = self._listener()
+        threads = self._start_threads()
         try:
-            self._loop()
+            # A worker started while the database restarts waits for it.
+            while self._guarded("registering", self._register) is None:
+                if self._stop.is_set():
+                    raise ZartError("Stopped before the database could be reached.")
+            self._guarded("syncing declared schedules", sync_declared)
+        except BaseException:
+            self._stop_threads(threads)
+            raise
+        try:
+            listener = self._listener()
+            try:
+                self._loop()
+            finally:
+                if listener is not None:
+                    listener.stop()
         finally:
-            if listener is not None:
-                listener.stop()
             self._shutdown(threads)
         logger.info("Worker stopped id=%s processed=%d", opts.worker_id, self.processed)
         return self.processed
+
+    def _start_threads(self) -> list[threading.Thread]:
+        threads = [
+            threading.Thread(target=self._work, name="zart-%d" % i, daemon=True)
+            for i in range(self.options.concurrency)
+        ]
+        threads.append(threading.Thread(target=self._heartbeat, name="zart-hb", daemon=True))
+        started: list[threading.Thread] = []
+        try:
+            for thread in threads:
+                thread.start()
+                started.append(thread)
+        except RuntimeError as exc:
+            self._stop_threads(started)
+            raise ZartError(
+                "Cannot start %d worker threads (%s); lower --concurrency."
+                % (self.options.concurrency, exc)
+            ) from None
+        return started
+
+    def _stop_threads(self, threads: list[threading.Thread]) -> None:
+        self._drained.set()
+        for _ in threads:
+            self._inbox.put(None)
+        for thread in threads:
+            thread.join(timeout=1)
+
+    def _register(self) -> bool:
+        opts = self.options
+        row = WorkerRow(
+            id=opts.worker_id,
+            hostname=socket.gethostname()[:255],
+            pid=os.getpid(),
+            queues=opts.queues,
+            concurrency=opts.concurrency,
+        )
+        in_use_since = self.store.register_worker(row, opts.orphan_timeout)
+        if in_use_since is not None:
+            raise WorkerIdInUse(opts.worker_id, in_use_since)
+        self._prune()
+        return True
 
     def _loop(self) -> None:
         opts = self.options
@@ -129,22 +203,27 @@ class Worker:
             self._wake.clear()  # before claiming: a wake-up during the claim is kept
             if time.monotonic() >= next_schedules:
                 next_schedules = time.monotonic() + SCHEDULE_INTERVAL
-                self._run_schedules()
+                self._guarded("starting due schedule ticks", run_due)
+            capacity = opts.concurrency - abandoned_threads()
             with self._lock:
-                idle = 2 * opts.concurrency - len(self._running)
-            if idle <= 0:
+                busy = len(self._running)
+            room = min(2 * capacity - busy, opts.max_tasks_per_poll)
+            if room <= 0:
                 self._wake.wait(opts.poll_interval)
                 continue
-            limit = min(idle, opts.max_tasks_per_poll)
-            try:
-                claims = self.store.claim(
-                    queues=opts.queues, limit=limit, lease=opts.orphan_timeout
-                )
-            except Exception:
-                logger.exception("Claim failed; retrying after the poll interval")
-                connection.close()
-                claims = []
-            self._last_poll_full = len(claims) == limit
+            claims = self._guarded(
+                "claiming work",
+                functools.partial(
+                    self.store.claim,
+                    queues=opts.queues,
+                    limit=room,
+                    lease=opts.orphan_timeout,
+                    running=max(capacity - busy, 0),
+                ),
+            )
+            if claims is None:  # the database is unavailable: wait, then try again
+                continue
+            self._last_poll_full = len(claims) == room
             with self._lock:
                 for claim in claims:
                     self._running[claim.task_id] = claim
@@ -154,27 +233,39 @@ class Worker:
                 continue
             if opts.burst and not claims:
                 with self._lock:
-                    busy = bool(self._running)
+                    busy = len(self._running)
                 if not busy:
                     break
             self._wake.wait(self._idle_wait())
 
-    def _run_schedules(self) -> None:
+    def _guarded(self, doing: str, operation: Callable[[], T]) -> T | None:
+        """Run a worker-level database operation; ``None`` if it failed.
+
+        An outage is logged once and waited out with a backoff; any other failure is a
+        bug, logged with its traceback, and tried again after the poll interval.
+        """
         try:
-            run_due()
-        except Exception:
-            logger.exception("Starting due schedule ticks failed; trying again shortly")
+            drop_dead_connection()
+            result = operation()
+        except (DatabaseUnavailable, OperationalError, InterfaceError) as exc:
             connection.close()
+            self._stop.wait(self._outage.failed(doing, exc))
+            return None
+        except Exception:
+            logger.exception("Worker error while %s; trying again shortly", doing)
+            connection.close()
+            self._stop.wait(self.options.poll_interval)
+            return None
+        self._outage.succeeded()
+        return result
 
     def _idle_wait(self) -> float:
         """Until the earliest known due time, a notification, or the poll interval."""
         interval = min(self.options.poll_interval, SCHEDULE_INTERVAL)
-        try:
-            due_in = self.store.next_due_in(queues=self.options.queues)
-        except Exception:
-            logger.exception("Reading the next due time failed")
-            connection.close()
-            return interval
+        due_in = self._guarded(
+            "reading the next due time",
+            lambda: self.store.next_due_in(queues=self.options.queues),
+        )
         if due_in is None:
             return interval
         return min(interval, max(due_in, 0.01))
@@ -182,7 +273,7 @@ class Worker:
     def _listener(self) -> Listener | None:
         if not self.options.listen or self.options.burst or connection.vendor != "postgresql":
             return None
-        listener = Listener(self.options.queues, self._wake.set)
+        listener = Listener(self.options.queues, self._wake.set, self._outage)
         listener.start()
         return listener
 
@@ -192,9 +283,9 @@ class Worker:
             if claim is None:
                 connection.close()
                 return
-            outcome = "error"
+            outcome = None
             try:
-                outcome = engine.execute(claim, self.store)
+                outcome = self._run(claim)
             except Exception:
                 logger.exception(
                     "Worker error execution=%s workflow=%s; the lease will expire and "
@@ -209,20 +300,61 @@ class Worker:
                     self.processed += 1
                 # More may be due (the last claim was full), or this suspension may now be
                 # the earliest due time: let the main loop look again.
-                if self._last_poll_full or self.options.burst or outcome == "suspended":
+                if (
+                    self._last_poll_full
+                    or self.options.burst
+                    or outcome is engine.Outcome.SUSPENDED
+                ):
                     self._wake.set()
 
+    def _run(self, claim: Claim) -> engine.Outcome | None:
+        """Execute the claim; through an outage, wait and replay it on a fresh connection.
+
+        Every write is fenced by the claim, so a replay goes on from the last committed
+        checkpoint; if the lease ran out meanwhile, the first write says so. ``None``:
+        the worker was asked to stop during the outage.
+        """
+        while True:
+            drop_dead_connection()
+            try:
+                outcome = engine.execute(claim, self.store)
+            except DatabaseUnavailable as exc:
+                connection.close()
+                if self._stop.wait(self._outage.failed("running %s" % claim.execution_id, exc)):
+                    return None
+                claim = replace(claim, fresh=False)  # some checkpoints may be written now
+                continue
+            self._outage.succeeded()
+            return outcome
+
     def _heartbeat(self) -> None:
-        interval = max(self.options.orphan_timeout / 3, 0.05)
+        opts = self.options
+        interval = max(opts.orphan_timeout / 3, 0.05)
+        next_prune = time.monotonic() + PRUNE_INTERVAL
         while not self._drained.wait(interval):
             with self._lock:
                 tokens = list({c.token for c in self._running.values()})
-            try:
-                self.store.heartbeat(self.options.worker_id, tokens, self.options.orphan_timeout)
-            except Exception:
-                logger.exception("Heartbeat failed")
-                connection.close()
+            alive = self._guarded(
+                "heartbeating",
+                functools.partial(
+                    self.store.heartbeat,
+                    opts.worker_id,
+                    tokens,
+                    opts.orphan_timeout,
+                    abandoned_threads(),
+                ),
+            )
+            if alive is False:  # pruned while this process was frozen: come back
+                self._guarded("registering again", self._register)
+            if time.monotonic() >= next_prune:
+                next_prune = time.monotonic() + PRUNE_INTERVAL
+                self._guarded("pruning dead workers", self._prune)
         connection.close()
+
+    def _prune(self) -> None:
+        pruned = self.store.prune_workers(get_settings().worker_retention)
+        if pruned:
+            logger.info("Deleted the rows of %d long-dead worker(s)", pruned)
 
     def _shutdown(self, threads: list[threading.Thread]) -> None:
         self._stop.set()
@@ -236,14 +368,19 @@ class Worker:
             left = list(self._running.values())
         self._drained.set()
         if left:
-            released = self.store.release(list({c.token for c in left}), [c.task_id for c in left])
+            released = self._guarded(
+                "releasing unfinished work",
+                lambda: self.store.release(
+                    list({c.token for c in left}), [c.task_id for c in left]
+                ),
+            )
             logger.warning(
-                "Worker released %d unfinished execution(s) after the shutdown timeout: %s",
-                released,
+                "Worker released %s unfinished execution(s) after the shutdown timeout: %s",
+                "no" if released is None else released,
                 ", ".join(c.execution_id for c in left),
             )
         for _ in range(self.options.concurrency):
             self._inbox.put(None)
         for thread in threads:  # idle threads close their connections and exit
             thread.join(timeout=0 if left else 1)
-        self.store.unregister_worker(self.options.worker_id)
+        self._guarded("deregistering", lambda: self.store.unregister_worker(self.options.worker_id))

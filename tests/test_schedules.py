@@ -120,12 +120,12 @@ def test_overlap_policies(run_worker: Callable[..., int]) -> None:
 
 @pytest.fixture
 def declared() -> Iterator[None]:
-    from django_zart import schedules
+    from django_zart import recurrence
 
-    saved = dict(schedules._declared)
+    saved = dict(recurrence.declared)
     yield
-    schedules._declared.clear()
-    schedules._declared.update(saved)
+    recurrence.declared.clear()
+    recurrence.declared.update(saved)
 
 
 @pytest.mark.usefixtures("declared")

@@ -1,8 +1,8 @@
-"""Every write a worker makes for claimed work, and the SQL behind it.
+"""The store: every write a worker makes for claimed work (see ``base.Store``).
 
-``get_store()`` returns the implementation for the default database: PostgreSQL gets
-single-statement claims and finishes; other databases (SQLite, the embedded default) use
-short ORM transactions.
+``get_store()`` returns the implementation for the default database. This package's
+``__init__`` imports no models: ``db.types`` is imported by the public API, before the
+app registry is ready, so the stores are imported when first asked for.
 """
 
 from __future__ import annotations
@@ -12,12 +12,10 @@ from typing import TYPE_CHECKING
 
 from django.db import connection
 
-from .types import Checkpoint, Claim
-
 if TYPE_CHECKING:
     from .base import Store
 
-__all__ = ["Checkpoint", "Claim", "get_store"]
+__all__ = ["get_store"]
 
 
 @cache

@@ -1,20 +1,34 @@
-"""The store: claims, checkpoints, suspensions and finishes, fenced by claim tokens.
+"""The store: every write a worker makes for claimed work, fenced by claim tokens.
+
+This is the one interface between the runtime and the database. Its operations:
+
+* claiming: ``claim`` due tasks, ``start`` a claim that waited in the worker, ``drop``
+  a claimed task whose execution has already finished;
+* replaying: ``load_checkpoints``, ``execution_error``, ``execution_status``;
+* checkpoints: ``record`` one durable call's outcome, ``consume_event``, and the branch
+  writes of ``BranchWrites``;
+* leaving an execution: ``suspend``, ``finish``, ``rerun``, ``release``;
+* waking: ``wake_body``, ``notify``, ``next_due_in``, ``now``;
+* liveness: ``heartbeat``, ``register_worker``, ``unregister_worker``, ``prune_workers``.
 
 Every write for claimed work names the task and the claim token it was claimed with; a
-write that matches no row means another worker took the work over (the lease expired),
-and raises ``LeaseLost`` so the stale worker stops without touching anything.
+write that matches no row means another worker took the work over (its lease expired)
+or the execution was cancelled, and raises ``LeaseLost`` so the stale worker stops
+without touching anything. Every status change goes through ``transitions``.
 
-This generic implementation uses short ORM transactions and the worker's clock; it is
-meant for SQLite, where one machine has one clock. ``PostgresStore`` replaces the hot
-paths with single statements judged by the database clock.
+This implementation uses short ORM transactions and this process's clock: it is the
+one for SQLite, where one machine has one clock. ``PostgresStore`` replaces the
+operations every execution pays for with single statements judged by the database
+clock; everything else is shared.
 """
 
 from __future__ import annotations
 
 import json
+import time
 import uuid
+from dataclasses import replace
 from datetime import datetime, timedelta
-from functools import cached_property
 from typing import Any
 
 from django.db import connection, transaction
@@ -22,10 +36,10 @@ from django.db.models import Case, DateTimeField, F, Q, Value, When
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from ..context import LeaseLost, Record
 from ..models import Event, Execution, Run, Step, StepAttempt, Task, Worker
 from ..states import (
     RUN_STATUS_FOR,
+    TERMINAL,
     ExecutionStatus,
     RunReason,
     RunStatus,
@@ -33,7 +47,18 @@ from ..states import (
     TaskKind,
 )
 from .branches import BranchWrites
-from .types import Checkpoint, Claim, loads_json
+from .guard import store_operation
+from .transitions import end_run, transition
+from .types import (
+    RECORD_COLUMNS,
+    BranchRow,
+    Checkpoint,
+    Claim,
+    LeaseLost,
+    Record,
+    loads_json,
+    records,
+)
 
 
 class Store(BranchWrites):
@@ -42,46 +67,57 @@ class Store(BranchWrites):
 
     # -- claiming --------------------------------------------------------------------
 
-    def claim(self, *, queues: list[str], limit: int, lease: float) -> list[Claim]:
+    @store_operation
+    def claim(
+        self, *, queues: list[str], limit: int, lease: float, running: int | None = None
+    ) -> list[Claim]:
+        """Take up to ``limit`` due tasks of ``queues`` under one new token.
+
+        The first ``running`` of them (all by default) are marked as running now; the
+        rest wait in the worker for a thread and are marked by ``start``.
+        """
+        running = limit if running is None else running
         token = uuid.uuid4()
         now = timezone.now()
         with transaction.atomic():
-            tasks = list(
-                Task.objects.claimable(queues=queues)
+            tasks: list[dict[str, Any]] = [
+                dict(row)
+                for row in Task.objects.claimable(queues=queues)
                 .select_for_update(skip_locked=True)
-                .values_list(
-                    "pk", "execution_id", "held_by", "recoveries", "kind", "step_id", "payload"
+                .values(
+                    "pk",
+                    "execution_id",
+                    "held_by",
+                    "started_at",
+                    "recoveries",
+                    "kind",
+                    "step_id",
+                    "payload",
                 )[:limit]
-            )
-            # Conditional on what was read: without a row lock (SQLite), a concurrent
-            # claimer that got there first makes the UPDATE match nothing.
-            tasks = [
-                task
-                for task in tasks
-                if Task.objects.filter(pk=task[0], held_by=task[2]).update(
+            ]
+            claimed = []
+            for number, task in enumerate(tasks):
+                # Conditional on what was read: without a row lock (SQLite), a concurrent
+                # claimer that got there first makes the UPDATE match nothing.
+                task["crashed"] = task["held_by"] is not None and task["started_at"] is not None
+                task["started"] = number < running
+                if Task.objects.filter(pk=task["pk"], held_by=task["held_by"]).update(
                     held_by=token,
                     wake_pending=False,
                     lease_until=now + timedelta(seconds=lease),
                     claimed_at=now,
-                    recoveries=task[3] + (task[2] is not None),
-                )
-            ]
-            if not tasks:
+                    started_at=now if task["started"] else None,
+                    recoveries=F("recoveries") + int(task["crashed"]),
+                ):
+                    claimed.append(task)
+            if not claimed:
                 return []
-            ids = [t[1] for t in tasks]
-            bodies = [t[1] for t in tasks if t[4] == TaskKind.BODY]
-            fresh = set(
-                Execution.objects.filter(pk__in=bodies, started_at__isnull=True).values_list(
-                    "pk", flat=True
-                )
-            )
-            Execution.objects.filter(pk__in=bodies, started_at__isnull=True).update(started_at=now)
-            Execution.objects.filter(pk__in=bodies).update(
-                status=ExecutionStatus.RUNNING, updated_at=now
-            )
-            rows = {
-                e.pk: e
-                for e in Execution.objects.filter(pk__in=ids).only(
+            ids = [t["execution_id"] for t in claimed]
+            executions: dict[str, dict[str, Any]] = {
+                row["pk"]: dict(row)
+                for row in Execution.objects.filter(pk__in=ids).values(
+                    "pk",
+                    "status",
                     "workflow",
                     "input",
                     "run_index",
@@ -89,90 +125,123 @@ class Store(BranchWrites):
                     "deadline_at",
                     "parent_id",
                     "wake_parent",
+                    "started_at",
                 )
             }
+            bodies = [t["execution_id"] for t in claimed if t["kind"] == TaskKind.BODY]
+            Execution.objects.filter(pk__in=bodies, started_at__isnull=True).update(started_at=now)
+            transition(bodies, ExecutionStatus.RUNNING)
             runs = {
                 execution_id: (pk, reason)
                 for execution_id, pk, reason in Run.objects.filter(execution_id__in=ids)
                 .filter(index=F("execution__run_index"))
                 .values_list("execution_id", "pk", "reason")
             }
-            steps = {
-                row[0]: row
-                for row in Step.objects.filter(pk__in=[t[5] for t in tasks if t[5]]).values_list(
-                    "pk", "position", "name", "status", "attempts", "wake_at"
+            branches = {
+                row[0]: BranchRow(
+                    step_id=row[0], position=row[1], name=row[2], status=row[3], attempts=row[4]
                 )
+                for row in Step.objects.filter(
+                    pk__in=[t["step_id"] for t in claimed if t["step_id"]]
+                ).values_list("pk", "position", "name", "status", "attempts")
             }
+        origin = time.monotonic()
         return [
-            Claim(
-                task_id=pk,
-                token=token,
-                execution_id=execution_id,
-                workflow=rows[execution_id].workflow,
-                input=rows[execution_id].input,
-                run_id=runs[execution_id][0],
-                run_reason=runs[execution_id][1],
-                run_index=rows[execution_id].run_index,
-                replay_base=rows[execution_id].replay_base,
-                deadline_at=rows[execution_id].deadline_at,
-                fresh=execution_id in fresh,
-                recoveries=recoveries + (held_by is not None),
-                db_now=now,
-                kind=kind,
-                payload=payload,
-                branch=steps.get(step_id) if step_id else None,
-                parent_id=rows[execution_id].parent_id if rows[execution_id].wake_parent else None,
-            )
-            for pk, execution_id, held_by, recoveries, kind, step_id, payload in tasks
+            self._claim(task, executions[task["execution_id"]], runs, branches, token, now, origin)
+            for task in claimed
         ]
+
+    def _claim(
+        self,
+        task: dict[str, Any],
+        execution: dict[str, Any],
+        runs: dict[str, tuple[int, str]],
+        branches: dict[int, BranchRow],
+        token: uuid.UUID,
+        now: datetime,
+        origin: float,
+    ) -> Claim:
+        run_id, run_reason = runs[task["execution_id"]]
+        return Claim(
+            task_id=task["pk"],
+            token=token,
+            execution_id=task["execution_id"],
+            status=execution["status"],
+            workflow=execution["workflow"],
+            input=execution["input"],
+            run_id=run_id,
+            run_index=execution["run_index"],
+            run_reason=run_reason,
+            replay_base=execution["replay_base"],
+            deadline_at=execution["deadline_at"],
+            fresh=execution["started_at"] is None,
+            recoveries=task["recoveries"] + int(task["crashed"]),
+            started=task["started"],
+            db_now=now,
+            clock_origin=origin,
+            kind=task["kind"],
+            payload=task["payload"],
+            branch=branches.get(task["step_id"]) if task["step_id"] else None,
+            parent_id=execution["parent_id"] if execution["wake_parent"] else None,
+        )
+
+    @store_operation
+    def start(self, claim: Claim) -> Claim:
+        """Mark a claim that waited in the worker as running, and restart its clock."""
+        now = timezone.now()
+        if not Task.objects.filter(pk=claim.task_id, held_by=claim.token).update(started_at=now):
+            raise LeaseLost()
+        return replace(claim, started=True, db_now=now, clock_origin=time.monotonic())
+
+    @store_operation
+    def drop(self, claim: Claim) -> None:
+        """Delete a claimed task whose execution has already finished."""
+        Task.objects.filter(
+            pk=claim.task_id, held_by=claim.token, execution__status__in=TERMINAL
+        ).delete()
 
     # -- replay ----------------------------------------------------------------------
 
+    @store_operation
     def execution_error(self, execution_id: str) -> dict[str, Any] | None:
         error: dict[str, Any] | None = Execution.objects.values_list("error", flat=True).get(
             pk=execution_id
         )
         return error
 
+    @store_operation
+    def execution_status(self, execution_id: str) -> str | None:
+        return Execution.objects.filter(pk=execution_id).values_list("status", flat=True).first()
+
+    @store_operation
     def load_checkpoints(self, claim: Claim) -> list[Record]:
         """All checkpoints the current run replays, in one query."""
         if claim.fresh:
             return []
-        rows = (
+        return records(
             Step.objects.filter(execution_id=claim.execution_id, run_index__gte=claim.replay_base)
             .filter(Q(run_id=claim.run_id) | Q(status=StepStatus.COMPLETED))
             .order_by("run_index")
-            .values_list(
-                "pk",
-                "sequence",
-                "position",
-                "name",
-                "kind",
-                "status",
-                "result",
-                "error",
-                "attempts",
-                "wake_at",
-            )
+            .values_list(*RECORD_COLUMNS)
         )
-        return [Record(*row) for row in rows]
 
     # -- checkpoints -----------------------------------------------------------------
 
-    @cached_property
     def _upsert_sql(self) -> str:
-        j = self.json_placeholder
+        # Built from two class constants, never from input.
         return (
             "INSERT INTO zart_steps (run_id, execution_id, run_index, sequence, position, "
-            "name, kind, status, result, error, attempts, wake_at, created_at, updated_at) "
-            "SELECT %%s, %%s, %%s, %%s, %%s, %%s, %%s, %%s, %s, %s, %%s, %%s, %%s, %%s "
+            "name, kind, status, result, error, attempts, wake_at, call_hash, created_at, "
+            "updated_at) "
+            "SELECT %%s, %%s, %%s, %%s, %%s, %%s, %%s, %%s, %s, %s, %%s, %%s, %%s, %%s, %%s "
             "WHERE EXISTS (SELECT 1 FROM zart_tasks WHERE id = %%s AND held_by = %%s%s) "
             "ON CONFLICT (run_id, position) DO UPDATE SET status = excluded.status, "
             "result = excluded.result, error = excluded.error, attempts = excluded.attempts, "
             "wake_at = excluded.wake_at, updated_at = excluded.updated_at RETURNING id"
-            % (j, j, self.share_lock)
+            % (self.json_placeholder, self.json_placeholder, self.share_lock)
         )
 
+    @store_operation
     def record(self, claim: Claim, point: Checkpoint) -> int:
         """Write one checkpoint (one statement, one commit when there are no attempts)."""
         if point.attempt_rows:
@@ -198,20 +267,69 @@ class Store(BranchWrites):
             point.error,
             point.attempts,
             ops.adapt_datetimefield_value(point.wake_at),
+            point.call_hash,
             at,
             at,
             claim.task_id,
             self._token(claim.token),
         ]
         with connection.cursor() as cursor:
-            cursor.execute(self._upsert_sql, params)
+            cursor.execute(self._upsert_sql(), params)
             row = cursor.fetchone()
         if row is None:
             raise LeaseLost()
         return int(row[0])
 
+    def _attempt_rows(self, step_id: int, point: Checkpoint) -> None:
+        StepAttempt.objects.bulk_create(
+            StepAttempt(
+                step_id=step_id,
+                number=number,
+                status=status,
+                error=loads_json(error),
+                finished_at=point.at,
+            )
+            for number, status, error in point.attempt_rows
+        )
+
+    @store_operation
+    def consume_event(self, claim: Claim, point: Checkpoint, name: str) -> tuple[int, Any] | None:
+        """Take the oldest unconsumed event ``name`` and checkpoint it at ``point``.
+
+        Returns ``(step id, stored payload)``, or ``None`` when no such event is
+        waiting. Fenced like every checkpoint: a stale worker consumes nothing.
+        """
+        with transaction.atomic():
+            event = (
+                Event.objects.unconsumed()
+                .filter(execution_id=claim.execution_id, name=name)
+                .order_by("pk")
+                .select_for_update()
+                .values_list("pk", "payload")
+                .first()
+            )
+            if event is None:
+                return None
+            step_id = self._upsert(claim, replace(point, result=json.dumps(event[1])))
+            Event.objects.filter(pk=event[0]).update(consumed_at=point.at, consumed_by=step_id)
+        return step_id, event[1]
+
     # -- leaving the execution -------------------------------------------------------
 
+    def _fence(self, claim: Claim) -> None:
+        """Lock the claimed task, or raise ``LeaseLost`` if this claim no longer holds it.
+
+        Called first in a transaction: the lock keeps a takeover out until it commits.
+        """
+        held = (
+            Task.objects.select_for_update()
+            .filter(pk=claim.task_id, held_by=claim.token)
+            .values_list("pk", flat=True)
+        )
+        if held.first() is None:
+            raise LeaseLost()
+
+    @store_operation
     def suspend(
         self, claim: Claim, wake_at: datetime | None, checkpoint: Checkpoint | None = None
     ) -> None:
@@ -222,38 +340,77 @@ class Store(BranchWrites):
         that wake-up is not lost.
         """
         with transaction.atomic():
+            self._fence(claim)
             if checkpoint is not None:
                 self.record(claim, checkpoint)
+            if not transition(claim.execution_id, ExecutionStatus.SUSPENDED):
+                raise LeaseLost()
             due = Value(wake_at, output_field=DateTimeField())
             self._release_task(
                 claim, run_after=Case(When(wake_pending=True, then=Now()), default=due)
             )
-            Execution.objects.filter(pk=claim.execution_id).update(
-                status=ExecutionStatus.SUSPENDED, updated_at=timezone.now()
-            )
 
+    @store_operation
     def finish(self, claim: Claim, *, status: str, output: str | None, error: str | None) -> None:
-        """Complete or fail the execution and drop its task, if this claim still holds it."""
-        now = timezone.now()
-        run_status = RUN_STATUS_FOR[status]
+        """Complete or fail the execution and drop its tasks, if this claim still holds it."""
         with transaction.atomic():
-            deleted, _ = Task.objects.filter(pk=claim.task_id, held_by=claim.token).delete()
-            if not deleted:
-                raise LeaseLost()
-            # Branches nobody waited for end with their execution.
-            Task.objects.filter(execution_id=claim.execution_id, kind=TaskKind.BRANCH).delete()
-            Run.objects.filter(pk=claim.run_id).update(
-                status=run_status, finished_at=now, error=loads_json(error)
-            )
-            Execution.objects.filter(pk=claim.execution_id).update(
-                status=status,
+            self._fence(claim)
+            moved = transition(
+                claim.execution_id,
+                status,
                 output=loads_json(output),
                 error=loads_json(error),
-                finished_at=now,
-                updated_at=now,
+                finished_at=Now(),
             )
+            if not moved:
+                raise LeaseLost()
+            # Branches nobody waited for end with their execution.
+            Task.objects.filter(execution_id=claim.execution_id).delete()
+            end_run(claim.run_id, RUN_STATUS_FOR[status], loads_json(error))
             if claim.parent_id is not None:
                 self.wake_body(claim.parent_id)
+
+    @store_operation
+    def rerun(self, claim: Claim, *, error: str, reason: str = RunReason.RETRY) -> int:
+        """Fail the current run and start the next one at once.
+
+        A ``RETRY`` run (workflow ``max_retries``) replays the completed steps of the
+        earlier runs; a ``COMPENSATION`` run (``on_failure``) starts from a clean slate
+        and keeps the failure it handles as the execution's error.
+        """
+        index = claim.run_index + 1
+        changes: dict[str, Any] = {"run_index": index}
+        if reason == RunReason.COMPENSATION:
+            changes.update(replay_base=index, error=loads_json(error))
+        with transaction.atomic():
+            self._fence(claim)
+            if not transition(claim.execution_id, ExecutionStatus.PENDING, **changes):
+                raise LeaseLost()
+            self._release_task(claim, run_after=Now())
+            end_run(claim.run_id, RunStatus.FAILED, loads_json(error))
+            Run.objects.create(execution_id=claim.execution_id, index=index, reason=reason)
+            queue = Task.objects.filter(pk=claim.task_id).values_list("queue", flat=True)
+            self.notify(queue.get())
+        return index
+
+    def _release_task(self, claim: Claim, *, run_after: Any) -> None:
+        released = Task.objects.filter(pk=claim.task_id, held_by=claim.token).update(
+            held_by=None, lease_until=None, started_at=None, run_after=run_after, wake_pending=False
+        )
+        if not released:
+            raise LeaseLost()
+
+    @store_operation
+    def release(self, tokens: list[uuid.UUID], task_ids: list[int]) -> int:
+        """Give back tasks a stopping worker still holds, due now, without a recovery."""
+        with transaction.atomic():
+            held = Task.objects.filter(pk__in=task_ids, held_by__in=tokens)
+            bodies = list(held.filter(kind=TaskKind.BODY).values_list("execution_id", flat=True))
+            released = held.update(held_by=None, lease_until=None, started_at=None, run_after=Now())
+            transition(bodies, ExecutionStatus.PENDING)
+        return released
+
+    # -- events and wake-ups -----------------------------------------------------------
 
     def wake_body(self, execution_id: str) -> None:
         """Make an execution's body due now (or as soon as its worker releases it)."""
@@ -266,82 +423,10 @@ class Store(BranchWrites):
         if queue is not None:
             self.notify(queue)
 
-    def rerun(self, claim: Claim, *, error: str, reason: str = RunReason.RETRY) -> int:
-        """Fail the current run and start the next one at once.
-
-        A ``RETRY`` run (workflow ``max_retries``) replays the completed steps of the
-        earlier runs; a ``COMPENSATION`` run (``on_failure``) starts from a clean slate
-        and keeps the failure it handles as the execution's error.
-        """
-        now = timezone.now()
-        with transaction.atomic():
-            self._release_task(claim, run_after=now)
-            Run.objects.filter(pk=claim.run_id).update(
-                status=RunStatus.FAILED, finished_at=now, error=loads_json(error)
-            )
-            index = claim.run_index + 1
-            Run.objects.create(execution_id=claim.execution_id, index=index, reason=reason)
-            changes: dict[str, Any] = {}
-            if reason == RunReason.COMPENSATION:
-                changes = {"replay_base": index, "error": loads_json(error)}
-            Execution.objects.filter(pk=claim.execution_id).update(
-                run_index=index, status=ExecutionStatus.PENDING, updated_at=now, **changes
-            )
-            queue = Task.objects.filter(pk=claim.task_id).values_list("queue", flat=True)
-            self.notify(queue.get())
-        return index
-
-    def _release_task(self, claim: Claim, *, run_after: Any) -> None:
-        released = Task.objects.filter(pk=claim.task_id, held_by=claim.token).update(
-            held_by=None, lease_until=None, run_after=run_after, wake_pending=False
-        )
-        if not released:
-            raise LeaseLost()
-
-    def release(self, tokens: list[uuid.UUID], task_ids: list[int]) -> int:
-        """Give back tasks a stopping worker still holds, due now, without a recovery."""
-        return Task.objects.filter(pk__in=task_ids, held_by__in=tokens).update(
-            held_by=None, lease_until=None, run_after=timezone.now()
-        )
-
-    def _attempt_rows(self, step_id: int, point: Checkpoint) -> None:
-        StepAttempt.objects.bulk_create(
-            StepAttempt(
-                step_id=step_id,
-                number=number,
-                status=status,
-                error=None if error is None else loads_json(error),
-                finished_at=point.at,
-            )
-            for number, status, error in point.attempt_rows
-        )
-
-    # -- events and wake-ups -----------------------------------------------------------
-
-    def consume_event(self, claim: Claim, point: Checkpoint, name: str) -> tuple[int, Any] | None:
-        """Take the oldest unconsumed event ``name`` and checkpoint it at ``point``.
-
-        Returns ``(step id, stored payload)``, or ``None`` when no such event is
-        waiting. Fenced like every checkpoint: a stale worker consumes nothing.
-        """
-        with transaction.atomic():
-            event = (
-                Event.objects.unconsumed()
-                .filter(execution_id=claim.execution_id, name=name)
-                .order_by("pk")
-                .values_list("pk", "payload")
-                .first()
-            )
-            if event is None:
-                return None
-            point.result = json.dumps(event[1])
-            step_id = self._upsert(claim, point)
-            Event.objects.filter(pk=event[0]).update(consumed_at=point.at, consumed_by=step_id)
-        return step_id, event[1]
-
     def notify(self, queue: str) -> None:
         """Wake idle workers of ``queue``; only PostgreSQL can."""
 
+    @store_operation
     def next_due_in(self, *, queues: list[str]) -> float | None:
         """Seconds until the earliest released task of ``queues`` is due, if any."""
         run_after = (
@@ -352,23 +437,61 @@ class Store(BranchWrites):
         )
         if run_after is None:
             return None
-        return (run_after - timezone.now()).total_seconds()
+        return (run_after - self.now()).total_seconds()
+
+    def now(self) -> datetime:
+        """The clock durable times are judged by (on one machine, its own)."""
+        return timezone.now()
 
     # -- liveness --------------------------------------------------------------------
 
-    def heartbeat(self, worker_id: str, tokens: list[uuid.UUID], lease: float) -> None:
-        now = timezone.now()
+    @store_operation
+    def heartbeat(
+        self, worker_id: str, tokens: list[uuid.UUID], lease: float, abandoned: int = 0
+    ) -> bool:
+        """Extend the leases of ``tokens`` and the worker's own; False if its row is gone."""
+        now = self.now()
+        until = now + timedelta(seconds=lease)
         if tokens:
-            Task.objects.filter(held_by__in=tokens).update(
-                lease_until=now + timedelta(seconds=lease)
+            Task.objects.filter(held_by__in=tokens).update(lease_until=until)
+        return bool(
+            Worker.objects.filter(pk=worker_id).update(
+                heartbeat_at=now, expires_at=until, abandoned_threads=abandoned
             )
-        Worker.objects.filter(pk=worker_id).update(heartbeat_at=now)
+        )
 
-    def register_worker(self, worker: Worker) -> None:
-        worker.save(force_insert=True)
+    @store_operation
+    def register_worker(self, worker: Worker, lease: float) -> float | None:
+        """Insert the worker's row, taking over the row of a dead worker of the same id.
 
+        Returns ``None``, or, when a live worker has the id, seconds since its heartbeat.
+        """
+        now = self.now()
+        with transaction.atomic():
+            existing = (
+                Worker.objects.select_for_update()
+                .filter(pk=worker.pk)
+                .values_list("heartbeat_at", "expires_at")
+                .first()
+            )
+            if existing is not None and existing[1] > now:
+                return (now - existing[0]).total_seconds()
+            Worker.objects.filter(pk=worker.pk).delete()
+            worker.heartbeat_at = worker.started_at = now
+            worker.expires_at = now + timedelta(seconds=lease)
+            worker.save(force_insert=True)
+        return None
+
+    @store_operation
     def unregister_worker(self, worker_id: str) -> None:
         Worker.objects.filter(pk=worker_id).delete()
+
+    @store_operation
+    def prune_workers(self, older_than: float) -> int:
+        """Delete the rows of workers dead for longer than ``older_than`` seconds."""
+        cutoff = self.now() - timedelta(seconds=older_than)
+        deleted, _ = Worker.objects.filter(expires_at__lt=cutoff).delete()
+        return deleted
 
     def _token(self, token: uuid.UUID) -> Any:
         """A claim token as a query parameter: SQLite stores UUIDs as 32 hex digits."""

@@ -6,10 +6,10 @@ from typing import Any
 
 from django.db import transaction
 
-from ..context import LeaseLost, Record
 from ..models import Execution, Step, Task
 from ..states import StepKind, StepStatus, TaskKind
-from .types import Checkpoint, Claim, loads_json
+from .guard import store_operation
+from .types import RECORD_COLUMNS, Checkpoint, Claim, LeaseLost, Record, loads_json, records
 
 
 class BranchWrites:
@@ -30,6 +30,7 @@ class BranchWrites:
     def notify(self, queue: str) -> None:
         raise NotImplementedError
 
+    @store_operation
     def schedule_branches(
         self, claim: Claim, points: list[Checkpoint], payloads: list[Any]
     ) -> list[int]:
@@ -50,30 +51,19 @@ class BranchWrites:
             self.notify(queue)
         return step_ids
 
+    @store_operation
     def branch_states(self, claim: Claim, positions: list[str]) -> list[Record]:
         """The current rows of these branches (other workers write them)."""
-        rows = Step.objects.filter(run_id=claim.run_id, position__in=positions).values_list(
-            "pk",
-            "sequence",
-            "position",
-            "name",
-            "kind",
-            "status",
-            "result",
-            "error",
-            "attempts",
-            "wake_at",
-        )
-        return [Record(*row) for row in rows]
+        rows = Step.objects.filter(run_id=claim.run_id, position__in=positions)
+        return records(rows.values_list(*RECORD_COLUMNS))
 
-    def finish_branch(self, claim: Claim, point: Checkpoint) -> int:
+    @store_operation
+    def finish_branch(self, claim: Claim, step_id: int, point: Checkpoint) -> int:
         """Record a branch's outcome; the last branch of a waited group wakes the body.
 
         The body's task row is locked first, so branches finishing at the same instant
         take turns: exactly one of them sees the group complete and wakes the body.
         """
-        assert claim.branch is not None
-        step_id = claim.branch[0]
         with transaction.atomic():
             body = (
                 Task.objects.select_for_update()
@@ -120,16 +110,16 @@ class BranchWrites:
         Step.objects.filter(pk=group[0]).update(status=StepStatus.COMPLETED)
         self.wake_body(claim.execution_id)
 
-    def retry_branch(self, claim: Claim, point: Checkpoint) -> None:
+    @store_operation
+    def retry_branch(self, claim: Claim, step_id: int, point: Checkpoint) -> None:
         """Record a branch's failed attempt and release it until the retry is due."""
-        assert claim.branch is not None and point.wake_at is not None
         with transaction.atomic():
             self._release_task(claim, run_after=point.wake_at)
-            Step.objects.filter(pk=claim.branch[0]).update(
+            Step.objects.filter(pk=step_id).update(
                 status=StepStatus.RETRYING,
                 error=loads_json(point.error),
                 attempts=point.attempts,
                 wake_at=point.wake_at,
                 updated_at=point.at,
             )
-            self._attempt_rows(claim.branch[0], point)
+            self._attempt_rows(step_id, point)

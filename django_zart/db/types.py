@@ -1,57 +1,152 @@
-"""What the engine and the store pass each other; free of model imports."""
+"""What the runtime and the store pass each other: frozen values and control signals.
+
+Nothing here imports the models or the runtime, so both sides can import it. The three
+exceptions derive from ``BaseException``: they travel through user code (a step call
+writes a checkpoint inside the workflow body), and a workflow's ``except Exception:``
+must not swallow them.
+"""
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 
-@dataclass
+class LeaseLost(BaseException):
+    """The claim no longer holds its task: taken over after its lease ran out, or
+    cancelled. The worker stops without writing anything more."""
+
+
+class DatabaseUnavailable(BaseException):
+    """The database connection broke or the server is not reachable.
+
+    Nothing about the execution is wrong: the worker drops the connection, waits, and
+    replays the claim from its checkpoints on a fresh one.
+    """
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__("%s: %s" % (type(cause).__name__, cause))
+        self.cause = cause
+
+
+class StoreRefused(BaseException):
+    """The database refused a write for the data in it (out-of-range or invalid values).
+
+    Retrying cannot help: the runtime fails the step or the execution with the reason.
+    """
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__("%s: %s" % (type(cause).__name__, cause))
+        self.cause = cause
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BranchRow:
+    """The step row a parallel branch runs and records into."""
+
+    step_id: int
+    position: str
+    name: str
+    status: str
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Claim:
-    """A task a worker holds, with what it needs to run the execution's body."""
+    """A task a worker holds, with what it needs to run the execution's body or branch."""
 
     task_id: int
     token: uuid.UUID
     execution_id: str
+    status: str
+    """The execution's status before the claim: a finished one has nothing to run."""
     workflow: str
     input: Any
     run_id: int
     run_index: int
+    run_reason: str
     replay_base: int
     deadline_at: datetime | None
     fresh: bool
+    """The body never ran before: no checkpoints to load."""
     recoveries: int
+    started: bool
+    """Marked as running in the store. A claim queued for a busy thread is marked when
+    a thread takes it, so only work that really ran counts as a crash recovery."""
     db_now: datetime
-    timeout: float | None = None
+    """The database clock when the claim was read (or started) ..."""
+    clock_origin: float
+    """... and ``time.monotonic()`` at that moment: durable times advance from there."""
     kind: str = "BODY"
     payload: Any = None
     """A branch's encoded ``[args, kwargs]``."""
-    branch: tuple[int, str, str, str, int, datetime | None] | None = None
-    """A branch's step row: ``(id, position, name, status, attempts, wake_at)``."""
-    run_reason: str = "INITIAL"
+    branch: BranchRow | None = None
     parent_id: str | None = None
     """The parent execution waiting for this one (``run_workflow``), woken when it ends."""
+    unreadable: str | None = None
+    """Why the claimed row could not be read; such a claim is failed, not run."""
 
 
-@dataclass
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Checkpoint:
-    """A step outcome to write: ``result`` and ``error`` are JSON text or ``None``."""
+    """A durable call's outcome to write: ``result`` and ``error`` are JSON text."""
 
     sequence: int
     position: str
     name: str
     kind: str
     status: str
-    result: str | None
-    error: str | None
-    attempts: int
-    wake_at: datetime | None
+    result: str | None = None
+    error: str | None = None
+    attempts: int = 1
+    wake_at: datetime | None = None
     at: datetime
+    call_hash: str = ""
+    """A digest of the call's arguments: a replay pairing it with another call is caught."""
     attempt_rows: tuple[tuple[int, str, str | None], ...] = ()
     """``(number, status, error JSON)`` rows for zart_step_attempts."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Record:
+    """A checkpoint of the current run, as loaded or just written."""
+
+    step_id: int
+    sequence: int
+    position: str
+    name: str
+    kind: str
+    status: str
+    result: Any
+    error: dict[str, Any] | None
+    attempts: int
+    wake_at: datetime | None
+    call_hash: str = ""
+
+
+RECORD_COLUMNS = (
+    "pk",
+    "sequence",
+    "position",
+    "name",
+    "kind",
+    "status",
+    "result",
+    "error",
+    "attempts",
+    "wake_at",
+    "call_hash",
+)
+"""The ``zart_steps`` columns a ``Record`` is made of, in its field order."""
+
+
+def records(rows: Iterable[Sequence[Any]]) -> list[Record]:
+    """``Record``s from ``values_list(*RECORD_COLUMNS)`` rows."""
+    return [Record(**dict(zip(Record.__dataclass_fields__, row, strict=True))) for row in rows]
 
 
 def loads_json(text: str | None) -> Any:

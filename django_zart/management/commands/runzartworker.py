@@ -7,30 +7,42 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ...durations import to_seconds
+from ...conf import DEFAULTS, check_value
+from ...errors import ZartError
 from ...worker import Worker, WorkerOptions
 
 
-def _duration(value: str) -> float:
-    try:
-        return to_seconds(float(value) if value.replace(".", "", 1).isdigit() else value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+def _checked(key: str, convert: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type: the value converted, then held to the range of setting ``key``."""
+
+    def parse(value: str) -> Any:
+        try:
+            return check_value(key, convert(value), label="the value")
+        except (ValueError, TypeError) as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = key.lower()  # argparse names the type in its message
+    return parse
 
 
-def _positive_int(value: str) -> int:
+def _number_or_text(value: str) -> float | str:
     try:
-        number = int(value)
+        return float(value)
+    except ValueError:
+        return value
+
+
+def _integer(value: str) -> int:
+    try:
+        return int(value)
     except ValueError:
         raise argparse.ArgumentTypeError("%r is not an integer" % value) from None
-    if number < 1:
-        raise argparse.ArgumentTypeError("must be at least 1, not %d" % number)
-    return number
 
 
 class Command(BaseCommand):
@@ -43,31 +55,33 @@ class Command(BaseCommand):
             dest="queues",
             help='Queue to take work from; repeat for several (default: ZART["QUEUES"]).',
         )
-        parser.add_argument(
-            "--concurrency",
-            type=_positive_int,
-            help='Executions run at once (default: ZART["MAX_CONCURRENT_TASKS"], 4).',
-        )
-        parser.add_argument(
-            "--max-tasks-per-poll",
-            type=_positive_int,
-            help='Most executions claimed per poll (default: ZART["MAX_TASKS_PER_POLL"]).',
-        )
-        parser.add_argument(
-            "--poll-interval",
-            type=_duration,
-            help='Wait between polls when idle, e.g. 0.2 or "200ms" (default 0.2s).',
-        )
-        parser.add_argument(
-            "--orphan-timeout",
-            type=_duration,
-            help="Lease length: work of a dead worker is taken over after it (default 30s).",
-        )
-        parser.add_argument(
-            "--shutdown-timeout",
-            type=_duration,
-            help="On SIGTERM/SIGINT, time running work gets to finish (default 5s).",
-        )
+        for option, key, convert, what in (
+            ("--concurrency", "MAX_CONCURRENT_TASKS", _integer, "Executions run at once"),
+            ("--max-tasks-per-poll", "MAX_TASKS_PER_POLL", _integer, "Most claimed per poll"),
+            (
+                "--poll-interval",
+                "POLL_INTERVAL",
+                _number_or_text,
+                'Wait between polls when idle, e.g. 0.2 or "200ms"',
+            ),
+            (
+                "--orphan-timeout",
+                "ORPHAN_TIMEOUT",
+                _number_or_text,
+                "Lease length: work of a dead worker is taken over after it",
+            ),
+            (
+                "--shutdown-timeout",
+                "SHUTDOWN_TIMEOUT",
+                _number_or_text,
+                "On SIGTERM/SIGINT, time running work gets to finish",
+            ),
+        ):
+            parser.add_argument(
+                option,
+                type=_checked(key, convert),
+                help='%s (default: ZART["%s"], which defaults to %s).' % (what, key, DEFAULTS[key]),
+            )
         parser.add_argument(
             "--burst", action="store_true", help="Exit once nothing is due and nothing runs."
         )
@@ -77,28 +91,35 @@ class Command(BaseCommand):
             dest="listen",
             help="Do not LISTEN for due work on PostgreSQL; only poll.",
         )
-        parser.add_argument("--worker-id", help="Name shown in the admin (default host-pid).")
+        parser.add_argument(
+            "--worker-id",
+            help="Name shown in the admin, up to 100 characters (default: host-pid-random). "
+            "A dead worker's id can be used again once its lease has run out.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         self._configure_logging(options["verbosity"])
-        if options["orphan_timeout"] is not None and options["orphan_timeout"] <= 0:
-            raise CommandError("--orphan-timeout must be more than zero.")
-        worker = Worker(
-            WorkerOptions.from_settings(
-                queues=options["queues"],
-                concurrency=options["concurrency"],
-                max_tasks_per_poll=options["max_tasks_per_poll"],
-                poll_interval=options["poll_interval"],
-                orphan_timeout=options["orphan_timeout"],
-                shutdown_timeout=options["shutdown_timeout"],
-                burst=options["burst"],
-                listen=options["listen"],
-                worker_id=options["worker_id"],
+        try:
+            worker = Worker(
+                WorkerOptions.from_settings(
+                    queues=options["queues"],
+                    concurrency=options["concurrency"],
+                    max_tasks_per_poll=options["max_tasks_per_poll"],
+                    poll_interval=options["poll_interval"],
+                    orphan_timeout=options["orphan_timeout"],
+                    shutdown_timeout=options["shutdown_timeout"],
+                    burst=options["burst"],
+                    listen=options["listen"],
+                    worker_id=options["worker_id"],
+                )
             )
-        )
+        except ZartError as exc:
+            raise CommandError(str(exc)) from None
         previous = self._install_signals(worker)
         try:
             worker.run()
+        except ZartError as exc:
+            raise CommandError(str(exc)) from None
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
