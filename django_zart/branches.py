@@ -25,8 +25,6 @@ logger = logging.getLogger(__name__)
 class BranchContext(ExecutionContext):
     """The context of a branch: its outcome is the branch's record, not a new row."""
 
-    checkpoint_kind = StepKind.BRANCH
-
     def __init__(self, claim: Claim, store: Store, branch: BranchRow) -> None:
         super().__init__(claim=claim, store=store, loaded=[])
         self.branch = branch
@@ -72,7 +70,7 @@ def execute_branch(claim: Claim, store: Store) -> str:
     except Suspend as suspend:
         if suspend.checkpoint is None:
             raise ZartError("A branch attempt suspended without a checkpoint.") from None
-        with faults.around_checkpoint(StepKind.BRANCH):
+        with faults.around_checkpoint(StepKind.STEP):  # the outcome of the branch's step
             store.retry_branch(claim, branch.step_id, suspend.checkpoint)
         return "suspended"
     finally:

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import async_to_sync
 
@@ -34,7 +34,6 @@ from .errors import (
     NotInWorkflow,
     ZartError,
 )
-from .states import StepKind
 
 if TYPE_CHECKING:
     from .db.base import Store
@@ -76,9 +75,6 @@ class WorkflowInfo:
 
 @dataclass(eq=False)
 class ExecutionContext:
-    checkpoint_kind: ClassVar[str] = StepKind.STEP
-    """The kind of the rows a step call of this context writes."""
-
     claim: Claim
     store: Store
     loaded: list[Record]

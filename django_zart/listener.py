@@ -31,6 +31,8 @@ class Listener:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="zart-listen", daemon=True)
         self.ready = threading.Event()
+        self._failures = 0
+        """Failed connections since the last LISTEN that worked."""
 
     def start(self) -> None:
         self._thread.start()
@@ -45,9 +47,13 @@ class Listener:
             try:
                 self._listen()
             except psycopg.Error as exc:
-                # The connection broke (a restart, a terminated backend): reconnect after
-                # a backoff; meanwhile the worker polls.
-                self._stop.wait(self.outage.failed("listening for due work", exc))
+                # The session broke (a restart, a terminated backend). A session cut
+                # alone is back at once, silently; when reconnecting fails too, the
+                # database is down: report the outage and retry after a backoff.
+                # Meanwhile the worker polls.
+                self._failures += 1
+                if self._failures > 1:
+                    self._stop.wait(self.outage.failed("listening for due work", exc))
             except Exception:
                 logger.exception("LISTEN failed; polling until it is back")
                 self._stop.wait(1)
@@ -59,6 +65,7 @@ class Listener:
         params.pop("cursor_factory", None)
         with psycopg.connect(**params, autocommit=True) as conn:
             conn.execute("LISTEN %s" % NOTIFY_CHANNEL)
+            self._failures = 0
             self.ready.set()
             self.outage.succeeded()
             self.on_due()  # anything made due while we were not listening

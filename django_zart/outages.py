@@ -3,7 +3,8 @@
 During a PostgreSQL restart every thread of a worker fails at once, and would each log
 a traceback per try. They share one ``OutageLog`` instead: the first failure logs a
 warning, later ones wait quietly with a backoff that grows to a few seconds, and the
-first success after them logs that the database is back and how long it was gone.
+first success after them logs (at INFO) that the database is back and how long it was
+gone.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class OutageLog:
         with self._lock:
             if self._since is None:
                 return
-            self._logger.warning(
+            self._logger.info(
                 "Database available again after %.1fs (%d failed tries)",
                 time.monotonic() - self._since,
                 self._failures,

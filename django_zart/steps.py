@@ -309,7 +309,7 @@ def succeeded(ctx: ExecutionContext, step: Step, attempt: Attempt, value: Any) -
         rows = (*rows, (attempt.number, AttemptStatus.SUCCEEDED, None))
     point = _checkpoint(ctx, step, attempt, StepStatus.COMPLETED, result=text, rows=rows)
     try:
-        with faults.around_checkpoint(ctx.checkpoint_kind):
+        with faults.around_checkpoint(StepKind.STEP):
             ctx.write(point, encoded)
     except StoreRefused as refused:
         return give_up(ctx, step, attempt, serialization.refused(what, refused))
@@ -360,7 +360,7 @@ def give_up(ctx: ExecutionContext, step: Step, attempt: Attempt, exc: Exception)
     if attempt.number == 1:
         rows = ()  # the step row holds the only attempt's error
     point = _checkpoint(ctx, step, attempt, StepStatus.FAILED, error=error, rows=rows)
-    with faults.around_checkpoint(ctx.checkpoint_kind):
+    with faults.around_checkpoint(StepKind.STEP):
         record = ctx.write(point)
     logger.info(
         "Step failed execution=%s workflow=%s step=%s attempts=%d",
@@ -385,7 +385,7 @@ def _checkpoint(
         attempt.call.sequence,
         attempt.call.position,
         step.name,
-        ctx.checkpoint_kind,
+        StepKind.STEP,
         status,
         attempts=attempt.number,
         call_hash=attempt.call.call_hash,

@@ -55,6 +55,17 @@ PRUNE_INTERVAL = 60.0
 """Seconds between a worker's deletions of long-dead workers' rows."""
 
 
+def _running(pid: int) -> bool:
+    """Whether a process of this id runs on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
 def _default_worker_id() -> str:
     return "%s-%d-%s" % (socket.gethostname()[:60], os.getpid(), uuid.uuid4().hex[:6])
 
@@ -135,10 +146,7 @@ class Worker:
         )
         threads = self._start_threads()
         try:
-            # A worker started while the database restarts waits for it.
-            while self._guarded("registering", self._register) is None:
-                if self._stop.is_set():
-                    raise ZartError("Stopped before the database could be reached.")
+            self._register_when_available()
             self._guarded("syncing declared schedules", sync_declared)
         except BaseException:
             self._stop_threads(threads)
@@ -181,7 +189,30 @@ class Worker:
         for thread in threads:
             thread.join(timeout=1)
 
+    def _register_when_available(self) -> None:
+        """Register; a worker started while the database restarts waits for it.
+
+        ``WorkerIdInUse`` is not an outage: it goes to the caller.
+        """
+        while True:
+            try:
+                drop_dead_connection()
+                self._register()
+            except (DatabaseUnavailable, OperationalError, InterfaceError) as exc:
+                connection.close()
+                if self._stop.wait(self._outage.failed("registering", exc)):
+                    raise ZartError("Stopped before the database could be reached.") from None
+                continue
+            self._outage.succeeded()
+            return
+
     def _register(self) -> bool:
+        """Insert this worker's row; an id held by a dead worker is taken over.
+
+        A holder on this machine whose process is gone is dead at once (a restart after a
+        crash); another holder is dead once its lease ends without a heartbeat, which is
+        waited for. A holder that keeps heartbeating is live: ``WorkerIdInUse``.
+        """
         opts = self.options
         row = WorkerRow(
             id=opts.worker_id,
@@ -190,9 +221,22 @@ class Worker:
             queues=opts.queues,
             concurrency=opts.concurrency,
         )
-        in_use_since = self.store.register_worker(row, opts.orphan_timeout)
-        if in_use_since is not None:
-            raise WorkerIdInUse(opts.worker_id, in_use_since)
+        holder = self.store.register_worker(row, opts.orphan_timeout)
+        if holder is not None and holder.hostname == row.hostname and not _running(holder.pid):
+            holder = self.store.register_worker(row, opts.orphan_timeout, replace_live=True)
+        if holder is not None:
+            logger.info(
+                "Worker id %s is held by %s pid %d; waiting %.1fs for its lease to end",
+                opts.worker_id,
+                holder.hostname,
+                holder.pid,
+                holder.expires_in,
+            )
+            if self._stop.wait(holder.expires_in + 0.1):
+                raise ZartError("Stopped while waiting for worker id %r." % opts.worker_id)
+            holder = self.store.register_worker(row, opts.orphan_timeout)
+        if holder is not None:
+            raise WorkerIdInUse(opts.worker_id, holder.heartbeat_age)
         self._prune()
         return True
 

@@ -253,8 +253,14 @@ def pgbouncer() -> Iterator[PgBouncer]:
 class WorkerProcess:
     """A real ``runzartworker`` process on the test database, direct or behind PgBouncer."""
 
-    def __init__(self, *args: str, modules: str = "", pgbouncer: PgBouncer | None = None) -> None:
-        env = dict(os.environ, ZART_TEST_MODULES=modules)
+    def __init__(
+        self,
+        *args: str,
+        modules: str = "",
+        pgbouncer: PgBouncer | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        env = dict(os.environ, ZART_TEST_MODULES=modules, **(env or {}))
         env["ZART_TEST_DATABASE_NAME"] = connection.settings_dict["NAME"]
         env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
         env.pop(PGBOUNCER_PORT_ENV, None)
@@ -301,16 +307,19 @@ def worker_process(
     request: pytest.FixtureRequest, via: str
 ) -> Iterator[Callable[..., WorkerProcess]]:
     """Start real worker processes (``via="pgbouncer"`` puts one behind PgBouncer; the
-    default is the test's ``via``), and kill those still running after the test."""
+    default is the test's ``via``; ``env`` adds to its environment, e.g. the settings
+    hooks of tests/settings.py), and kill those still running after the test."""
     started: list[WorkerProcess] = []
     if via == "pgbouncer":  # now, so a missing PgBouncer skips the test before it starts
         request.getfixturevalue("pgbouncer")
 
-    def start(*args: str, modules: str = "", via: str = via) -> WorkerProcess:
+    def start(
+        *args: str, modules: str = "", via: str = via, env: dict[str, str] | None = None
+    ) -> WorkerProcess:
         if via not in ("direct", "pgbouncer"):
             raise ValueError("via is 'direct' or 'pgbouncer', not %r" % via)
         bouncer = request.getfixturevalue("pgbouncer") if via == "pgbouncer" else None
-        proc = WorkerProcess(*args, modules=modules, pgbouncer=bouncer)
+        proc = WorkerProcess(*args, modules=modules, pgbouncer=bouncer, env=env)
         started.append(proc)
         return proc
 

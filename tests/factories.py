@@ -12,6 +12,7 @@ from the run.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import factory
@@ -138,11 +139,18 @@ class EventFactory(factory.django.DjangoModelFactory):
 
 
 class WorkerFactory(factory.django.DjangoModelFactory):
+    """A live worker; ``dead_for=timedelta(...)`` for one that stopped heartbeating."""
+
     class Meta:
         model = Worker
+
+    class Params:
+        dead_for = None
 
     id = factory.Sequence(lambda n: f"worker-{n}")
     hostname = "localhost"
     pid = factory.Sequence(lambda n: 10_000 + n)
     queues = factory.LazyFunction(lambda: ["default"])
     concurrency = 4
+    heartbeat_at = factory.LazyAttribute(lambda o: timezone.now() - (o.dead_for or timedelta()))
+    expires_at = factory.LazyAttribute(lambda o: o.heartbeat_at + timedelta(seconds=30))

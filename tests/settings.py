@@ -72,6 +72,9 @@ ZART = {
     "ORPHAN_TIMEOUT": 30,
     # Worker processes of the schedule tests also load a module that declares one.
     "WORKFLOW_MODULES": [m for m in os.environ.get("ZART_TEST_MODULES", "").split(",") if m],
+    # Worker processes of the fault tests crash at a named point, or give up sooner.
+    "FAULT_POINTS": [p for p in os.environ.get("ZART_TEST_FAULT_POINTS", "").split(",") if p],
+    "MAX_RECOVERIES": int(os.environ.get("ZART_TEST_MAX_RECOVERIES", "5")),
 }
 
 if os.environ.get("ZART_TEST_PGBOUNCER_PORT"):

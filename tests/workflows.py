@@ -473,3 +473,160 @@ async def gathered(data: None) -> list:
     named = await asyncio.gather(*(async_inc(x) for x in range(3)))
     parts = await asyncio.gather(*(part(x) for x in (10, 20)))
     return [plain, [n["step"] for n in named], parts]
+
+
+# -- hardening: faults, outages, bad values ------------------------------------------
+
+
+@zart.step("effect")
+def effect(name: str) -> str:
+    mark(name)
+    return name
+
+
+@zart.workflow("fault-step")
+def fault_step(data: None) -> list:
+    return [effect("one"), effect("two")]
+
+
+@zart.workflow("fault-sleep")
+def fault_sleep(data: None) -> str:
+    zart.sleep("nap", "300ms")
+    return effect("after-nap")
+
+
+@zart.workflow("fault-event")
+def fault_event(data: None) -> object:
+    payload = zart.wait_for_event("go")
+    return [payload, effect("after-event")]
+
+
+@zart.workflow("fault-branch")
+def fault_branch(data: None) -> list:
+    return zart.map(effect, ["left", "right"])
+
+
+@zart.workflow("fault-child")
+def fault_child(data: None) -> object:
+    return zart.run_workflow("fault-step", None)
+
+
+@zart.step("hold")
+def hold(seconds: float) -> str:
+    """Runs ``seconds`` the first time (per execution), at once after that."""
+    mark("hold")
+    if count("hold") == 1:
+        time.sleep(seconds)
+    return "held"
+
+
+@zart.workflow("held")
+def held(data: dict) -> list:
+    return [hold(data["seconds"]), effect("after-hold")]
+
+
+@zart.step("long")
+def long_step(seconds: float) -> str:
+    mark("long")
+    time.sleep(seconds)
+    return "long"
+
+
+@zart.workflow("long-then-more")
+def long_then_more(data: dict) -> list:
+    return [long_step(data["seconds"]), effect("after-long")]
+
+
+@zart.step("nul-result")
+def nul_result() -> str:
+    return "a\x00b"
+
+
+@zart.workflow("nul-step")
+def nul_step(data: None) -> str:
+    mark("nul-body")
+    try:
+        return nul_result()
+    except zart.StepFailed as failure:
+        return "caught: %s" % failure.error["type"]
+
+
+@zart.workflow("nul-output")
+def nul_output(data: None) -> str:
+    mark("nul-output-body")
+    return "bad \x00 output"
+
+
+@zart.workflow("nul-error")
+def nul_error(data: None) -> None:
+    mark("nul-error-body")
+    raise ValueError("broken \x00 value \ud800 here")
+
+
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+
+@zart.workflow("unprintable-error")
+def unprintable_error(data: None) -> None:
+    raise Unprintable()
+
+
+@zart.step("arg-echo")
+def arg_echo(value: str) -> str:
+    return value
+
+
+@zart.workflow("arguments-change")
+def arguments_change(data: None) -> str:
+    flag = Flag.objects.filter(name="argument").values_list("value", flat=True).first()
+    first = arg_echo(flag or "original")  # read outside a step: not deterministic
+    zart.sleep("pause", "50ms")
+    return first
+
+
+@zart.step("fetch")
+async def fetch(key: str) -> str:
+    import asyncio
+
+    # The first run of "a" is slow, so "b" reaches its next step first; a replay returns
+    # both at once, in call order.
+    await asyncio.sleep(0.3 if key == "a" else 0)
+    return "fetched-%s" % key
+
+
+@zart.step("transform")
+async def transform(value: str) -> str:
+    return value.upper()
+
+
+@zart.workflow("pipelines")
+async def pipelines(data: None) -> list:
+    import asyncio
+
+    async def pipeline(key: str) -> str:
+        return await transform(await fetch(key))
+
+    results = await asyncio.gather(pipeline("a"), pipeline("b"))
+    await zart.sleep("then-replay", "50ms")
+    return results
+
+
+@zart.step("timed-out", timeout="200ms")
+def timed_out(seconds: float) -> str:
+    time.sleep(seconds)
+    return "late"
+
+
+@zart.workflow("abandons")
+def abandons(data: dict) -> str:
+    try:
+        return timed_out(data["seconds"])
+    except zart.StepFailed as failure:
+        return failure.error["type"]
+
+
+@zart.workflow("now-after-queue")
+def now_after_queue(data: None) -> str:
+    return zart.now("seen").isoformat()

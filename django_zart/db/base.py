@@ -56,6 +56,7 @@ from .types import (
     Claim,
     LeaseLost,
     Record,
+    WorkerHolder,
     loads_json,
     records,
 )
@@ -461,21 +462,29 @@ class Store(BranchWrites):
         )
 
     @store_operation
-    def register_worker(self, worker: Worker, lease: float) -> float | None:
+    def register_worker(
+        self, worker: Worker, lease: float, *, replace_live: bool = False
+    ) -> WorkerHolder | None:
         """Insert the worker's row, taking over the row of a dead worker of the same id.
 
-        Returns ``None``, or, when a live worker has the id, seconds since its heartbeat.
+        Returns ``None``, or the holder when a worker whose lease has not ended has the id
+        (taken over all the same with ``replace_live``, for a holder known to be dead).
         """
         now = self.now()
         with transaction.atomic():
             existing = (
                 Worker.objects.select_for_update()
                 .filter(pk=worker.pk)
-                .values_list("heartbeat_at", "expires_at")
+                .values_list("hostname", "pid", "heartbeat_at", "expires_at")
                 .first()
             )
-            if existing is not None and existing[1] > now:
-                return (now - existing[0]).total_seconds()
+            if existing is not None and existing[3] > now and not replace_live:
+                return WorkerHolder(
+                    hostname=existing[0],
+                    pid=existing[1],
+                    heartbeat_age=(now - existing[2]).total_seconds(),
+                    expires_in=(existing[3] - now).total_seconds(),
+                )
             Worker.objects.filter(pk=worker.pk).delete()
             worker.heartbeat_at = worker.started_at = now
             worker.expires_at = now + timedelta(seconds=lease)

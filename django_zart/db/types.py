@@ -45,6 +45,18 @@ class StoreRefused(BaseException):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerHolder:
+    """The live-looking worker that holds a worker id another worker asked for."""
+
+    hostname: str
+    pid: int
+    heartbeat_age: float
+    """Seconds since its last heartbeat."""
+    expires_in: float
+    """Seconds until its lease ends, unless it heartbeats again."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class BranchRow:
     """The step row a parallel branch runs and records into."""
 
