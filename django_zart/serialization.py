@@ -65,63 +65,93 @@ _DECODERS: dict[str, Callable[[Any], Any]] = {
 
 def encode(value: Any, what: str) -> Any:
     """Return the JSON-ready form of ``value``; ``what`` names it in errors."""
-    return _encode(value, what, "value", 0)
+    try:
+        return _encode(value, 0)
+    except _Refused as refused:
+        path = "value" + "".join(reversed(refused.path))
+        if len(path) > 200:
+            path = "%s…%s" % (path[:100], path[-100:])
+        raise SerializationError(what, refused.problem % path) from None
 
 
-def _encode(value: Any, what: str, path: str, depth: int) -> Any:  # noqa: C901 - one branch per type
+class _Refused(Exception):
+    """Raised deep in a value; collects the path to it on the way out."""
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+        """A message with ``%s`` where the path goes."""
+        self.path: list[str] = []
+
+
+def _encode(value: Any, depth: int) -> Any:  # noqa: C901 - one branch per type
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, str):
-        return _text(value, what, path)
+        return _text(value)
     if isinstance(value, int):
         if not -_MAX_INT < value < _MAX_INT:
-            raise SerializationError(
-                what, "%s is an integer of more than %d digits." % (path, MAX_INT_DIGITS)
-            )
+            raise _Refused("%%s is an integer of more than %d digits." % MAX_INT_DIGITS)
         return int(value)
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise SerializationError(what, "%s is %r, which JSON cannot hold." % (path, value))
-        return float(value)
+            raise _Refused("%%s is %r, which JSON cannot hold." % value)
+        text = repr(value)
+        # PostgreSQL keeps 1e+16 as 10000000000000000, which reads back as an int.
+        return {TAG: "float", "value": text} if "e" in text else float(value)
     if depth >= MAX_DEPTH and isinstance(value, list | dict | tuple | set | frozenset):
-        raise SerializationError(what, "%s is nested more than %d levels deep." % (path, MAX_DEPTH))
+        raise _Refused("%%s is nested more than %d levels deep." % MAX_DEPTH)
     if isinstance(value, list):
-        return [_encode(v, what, "%s[%d]" % (path, i), depth + 1) for i, v in enumerate(value)]
+        return _items(value, depth, "[%d]")
     if isinstance(value, dict):
         out = {}
         for key, item in value.items():
             if not isinstance(key, str):
-                raise SerializationError(
-                    what,
-                    "%s has a key of type %s; JSON objects only have string keys."
-                    % (path, type(key).__name__),
+                raise _Refused(
+                    "%%s has a key of type %s; JSON objects only have string keys."
+                    % type(key).__name__
                 )
-            _text(key, what, "a key of %s" % path)
-            out[key] = _encode(item, what, "%s[%r]" % (path, key[:50]), depth + 1)
+            problem = unstorable(key)
+            if problem is not None:
+                raise _Refused(
+                    "a key of %%s contains %s, which the database cannot store." % problem
+                )
+            try:
+                out[key] = _encode(item, depth + 1)
+            except _Refused as refused:
+                refused.path.append("[%r]" % key[:50])
+                raise
         return {TAG: "dict", "value": out} if TAG in out else out
     if type(value) in (tuple, set, frozenset):
         kind = type(value).__name__
-        items = value if kind == "tuple" else sorted(value, key=repr)
-        return {TAG: kind, "value": [_encode(v, what, path + "[]", depth + 1) for v in items]}
+        items = list(value) if kind == "tuple" else sorted(value, key=repr)
+        return {TAG: kind, "value": _items(items, depth, "[%d]")}
     for cls, tag, encoder in _ENCODERS:
         if isinstance(value, cls):
             if isinstance(value, decimal.Decimal) and not value.is_finite():
                 break
             return {TAG: tag, "value": encoder(value)}
-    raise SerializationError(
-        what,
-        "%s is of type %s.%s, which is not JSON-serializable. Return JSON types, "
+    raise _Refused(
+        "%%s is of type %s.%s, which is not JSON-serializable. Return JSON types, "
         "datetimes, decimals or UUIDs (see the README), or convert it first."
-        % (path, type(value).__module__, type(value).__qualname__),
+        % (type(value).__module__, type(value).__qualname__)
     )
 
 
-def _text(value: str, what: str, path: str) -> str:
+def _items(values: list[Any], depth: int, step: str) -> list[Any]:
+    out = []
+    for index, item in enumerate(values):
+        try:
+            out.append(_encode(item, depth + 1))
+        except _Refused as refused:
+            refused.path.append(step % index)
+            raise
+    return out
+
+
+def _text(value: str) -> str:
     problem = unstorable(value)
     if problem is not None:
-        raise SerializationError(
-            what, "%s contains %s, which the database cannot store." % (path, problem)
-        )
+        raise _Refused("%%s contains %s, which the database cannot store." % problem)
     return str(value)
 
 
@@ -142,13 +172,15 @@ def decode(value: Any) -> Any:
             return {decode(v) for v in inner}
         if tag == "frozenset":
             return frozenset(decode(v) for v in inner)
+        if tag == "float":
+            return float(inner)
         return _DECODERS[tag](inner)
     return value
 
 
 def dumps(encoded: Any, what: str, limit: int) -> str:
     """Serialize an encoded value, enforcing the payload size limit."""
-    text = json.dumps(encoded, separators=(",", ":"), allow_nan=False)
+    text = json.dumps(encoded, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
     size = len(text.encode())
     if size > limit:
         raise PayloadTooLarge(what, size, limit)

@@ -59,6 +59,9 @@ def test_values_round_trip_through_checkpoints(drain: Drain) -> None:
     drain("types")
     value = zart.wait_completion("types", 1)
     assert value["amount"].__class__.__name__ == "Decimal" and value["pair"] == (1, 2)
+    # PostgreSQL's jsonb writes 1e16 without its exponent: still a float when read back.
+    assert value["floats"] == [1e16, 1.5e300, 1e-7, 2.0]
+    assert all(isinstance(f, float) for f in value["floats"])
 
 
 def test_non_json_step_result_fails_that_step(drain: Drain) -> None:
