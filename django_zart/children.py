@@ -4,6 +4,9 @@ A child is an execution of its own (any worker runs it), linked to its parent. I
 is checkpointed in the parent, so a replay never starts it twice; its id, unless given,
 derives from the parent's id and the call's position. A waiting parent is suspended, and
 the child's end wakes it. Cancelling the parent cancels its unfinished children.
+
+Starting a child and reading its outcome are the engine's own writes and reads: their
+database errors are outages or refusals (``store_operation``), never the workflow's.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from django.db import transaction
 from . import faults, serialization
 from .client import create
 from .context import ExecutionContext, Suspend, in_event_loop, require_body
+from .db.guard import store_operation
 from .errors import ExecutionAlreadyExists, ExecutionCancelled, ExecutionFailed, ZartError
 from .models import Execution
 from .names import MAX_ID_LENGTH, check_name
@@ -82,6 +86,7 @@ def _run_workflow(
     return _replayed(record.status, child_id, record.result, record.error)
 
 
+@store_operation
 def _start_child(
     ctx: ExecutionContext,
     sequence: int,

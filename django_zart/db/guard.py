@@ -47,16 +47,23 @@ def store_operation(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+CONNECTION_SQLSTATES = ("08", "57P")
+"""SQLSTATE classes of a lost connection: connection exceptions (08) and the server
+shutting down or refusing connections for now (57P01 to 57P04)."""
+
+
 def connection_lost(exc: BaseException) -> bool:
     """Whether ``exc``, raised by user code, came from losing the connection.
 
-    A statement error (a deadlock, a timeout) leaves the connection usable and is the
-    user code's failure; a broken or missing connection is the database's.
+    Told by type and SQLSTATE: a statement error (a deadlock, a timeout, a constraint) is
+    the user code's failure; a connection the server ended, or an error the client raised
+    without any answer from the server, is the database's. (The connection's own state
+    cannot tell: leaving ``transaction.atomic()`` reconnects it.)
     """
     if not isinstance(exc, OperationalError | InterfaceError):
         return False
-    raw = connection.connection
-    return raw is None or bool(getattr(raw, "closed", False)) or bool(getattr(raw, "broken", False))
+    sqlstate = getattr(exc.__cause__, "sqlstate", None)
+    return sqlstate is None or sqlstate.startswith(CONNECTION_SQLSTATES)
 
 
 def drop_dead_connection() -> bool:
