@@ -263,12 +263,19 @@ def doomed(data: dict[str, Any]) -> None:
 
 @zart.workflow("chaos-hostile")
 def hostile(data: dict[str, Any]) -> Any:
-    """Values an attacker would send through a step and an output, all JSON strings/dicts.
+    """Values an attacker would send through a step and an output.
 
-    The README promises that ``str`` (any ``str``) and dicts with string keys round-trip
-    exactly; a NUL character or a ``"$zart"`` key must come back as it went in.
+    Strings and dicts with string keys round-trip exactly, ``"$zart"`` keys, SQL and
+    astral characters included. What PostgreSQL cannot store is refused at the one
+    boundary, never crash-looped: a NUL in a step's result fails that step (the workflow
+    catches it and goes on), a NUL in the output fails the execution once.
     """
     value = hostile_value(data)
+    if data["variant"] == "nul-step":
+        try:
+            echo(value)
+        except zart.StepFailed as failure:
+            return {"refused": failure.error["cause"]["type"]}
     if data["variant"] == "nul-output":
         parts = [add(data["n"], 1), add(data["n"], 2)]
         return {"joined": "\x00".join(str(p) for p in parts)}
@@ -429,9 +436,10 @@ def _doomed(data: dict[str, Any]) -> Designed:
 
 
 def _hostile(data: dict[str, Any]) -> Designed:
-    n = data["n"]
+    if data["variant"] == "nul-step":
+        return Designed("COMPLETED", {"refused": "django_zart.errors.SerializationError"})
     if data["variant"] == "nul-output":
-        return Designed("COMPLETED", {"joined": "%d\x00%d" % (n + 1, n + 2)})
+        return Designed("FAILED", error_type="django_zart.errors.SerializationError")
     return Designed("COMPLETED", {"echoed": hostile_value(data)})
 
 
