@@ -7,6 +7,7 @@ into the workflow from the stored form.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from typing import Any
 
@@ -19,10 +20,8 @@ def rebuild_cause(error: dict[str, Any]) -> BaseException | None:
     if cls is None:
         return None
     message = error.get("message", "")
-    try:
+    with contextlib.suppress(Exception):  # a constructor that refuses a lone message
         return cls(message)
-    except Exception:
-        pass
     try:  # a constructor wanting other arguments: the instance, without its __init__
         cause = cls.__new__(cls)
         cause.args = (message,)

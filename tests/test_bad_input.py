@@ -139,7 +139,7 @@ def test_start_refuses_a_bad_queue(queue: Any, message: str) -> None:
 @pytest.mark.usefixtures("unchanged")
 @pytest.mark.parametrize("name", ["no-such-workflow", {"a": 1}, None], ids=["str", "dict", "none"])
 def test_start_refuses_an_unknown_workflow(name: Any) -> None:
-    with pytest.raises(zart.UnknownWorkflow, match="No workflow named .* is registered"):
+    with pytest.raises(zart.UnknownWorkflow, match=r"No workflow named .* is registered"):
         zart.start(name, {})
 
 

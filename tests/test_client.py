@@ -37,7 +37,7 @@ def test_unknown_workflow_is_refused_at_once() -> None:
 
 
 def test_non_json_input_is_refused() -> None:
-    with pytest.raises(zart.SerializationError, match="input of workflow 'arith'.*set|object"):
+    with pytest.raises(zart.SerializationError, match=r"input of workflow 'arith'.*set|object"):
         zart.start("arith", {"a": object()})
     assert not Execution.objects.exists()
 

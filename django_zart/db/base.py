@@ -231,7 +231,7 @@ class Store(BranchWrites):
     def _upsert_sql(self) -> str:
         # Built from two class constants, never from input.
         return (
-            "INSERT INTO zart_steps (run_id, execution_id, run_index, sequence, position, "
+            "INSERT INTO zart_steps (run_id, execution_id, run_index, sequence, position, "  # noqa: S608
             "name, kind, status, result, error, attempts, wake_at, call_hash, created_at, "
             "updated_at) "
             "SELECT %%s, %%s, %%s, %%s, %%s, %%s, %%s, %%s, %s, %s, %%s, %%s, %%s, %%s, %%s "
