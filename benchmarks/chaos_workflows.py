@@ -275,7 +275,7 @@ def hostile(data: dict[str, Any]) -> Any:
         try:
             echo(value)
         except zart.StepFailed as failure:
-            return {"refused": failure.error["cause"]["type"]}
+            return {"refused": failure.error["type"]}
     if data["variant"] == "nul-output":
         parts = [add(data["n"], 1), add(data["n"], 2)]
         return {"joined": "\x00".join(str(p) for p in parts)}

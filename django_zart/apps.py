@@ -1,7 +1,11 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
+from django.conf import settings
 from django.utils.translation import gettext_lazy as _
+
+from .conf import DEFAULTS, validate
+from .registry import autodiscover
 
 
 class ZartConfig(AppConfig):
@@ -10,14 +14,9 @@ class ZartConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from django.conf import settings
-
         from . import checks  # noqa: F401  (registers the system checks)
-        from .conf import DEFAULTS, validate
-        from .registry import autodiscover
 
+        # An invalid ZART is reported by the checks; the extra modules wait for a valid one.
         raw = getattr(settings, "ZART", {})
-        modules = (
-            raw.get("WORKFLOW_MODULES", DEFAULTS["WORKFLOW_MODULES"]) if not validate(raw) else ()
-        )
+        modules = () if validate(raw) else raw.get("WORKFLOW_MODULES", DEFAULTS["WORKFLOW_MODULES"])
         autodiscover(tuple(modules))

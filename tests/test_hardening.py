@@ -18,7 +18,7 @@ from django.utils import timezone
 import django_zart as zart
 from django_zart import engine
 from django_zart.db import get_store
-from django_zart.db.types import LeaseLost
+from django_zart.db.types import Claim, LeaseLost
 from django_zart.durations import MAX_SECONDS
 from django_zart.models import Execution, Run, Step, Task, Worker
 from django_zart.steps import abandoned_threads
@@ -170,9 +170,7 @@ def test_a_finished_execution_is_not_finished_again() -> None:
     assert Run.objects.get(pk=run.pk).status == "CANCELLED"
 
 
-def _claim_for(execution: Execution, run: Run, task: Task, token: uuid.UUID) -> object:
-    from django_zart.db.types import Claim
-
+def _claim_for(execution: Execution, run: Run, task: Task, token: uuid.UUID) -> Claim:
     return Claim(
         task_id=task.pk,
         token=token,

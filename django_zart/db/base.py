@@ -51,12 +51,12 @@ from .guard import store_operation
 from .transitions import end_run, transition
 from .types import (
     RECORD_COLUMNS,
-    BranchRow,
     Checkpoint,
     Claim,
     LeaseLost,
     Record,
     WorkerHolder,
+    claim_from_row,
     loads_json,
     records,
 )
@@ -100,91 +100,90 @@ class Store(BranchWrites):
             for number, task in enumerate(tasks):
                 # Conditional on what was read: without a row lock (SQLite), a concurrent
                 # claimer that got there first makes the UPDATE match nothing.
-                task["crashed"] = task["held_by"] is not None and task["started_at"] is not None
-                task["started"] = number < running
+                crashed = task["held_by"] is not None and task["started_at"] is not None
+                started = number < running
                 if Task.objects.filter(pk=task["pk"], held_by=task["held_by"]).update(
                     held_by=token,
                     wake_pending=False,
                     lease_until=now + timedelta(seconds=lease),
                     claimed_at=now,
-                    started_at=now if task["started"] else None,
-                    recoveries=F("recoveries") + int(task["crashed"]),
+                    started_at=now if started else None,
+                    recoveries=F("recoveries") + int(crashed),
                 ):
+                    task.update(started=started, recoveries=task["recoveries"] + int(crashed))
                     claimed.append(task)
             if not claimed:
                 return []
-            ids = [t["execution_id"] for t in claimed]
-            executions: dict[str, dict[str, Any]] = {
-                row["pk"]: dict(row)
-                for row in Execution.objects.filter(pk__in=ids).values(
-                    "pk",
-                    "status",
-                    "workflow",
-                    "input",
-                    "run_index",
-                    "replay_base",
-                    "deadline_at",
-                    "parent_id",
-                    "wake_parent",
-                    "started_at",
-                )
-            }
-            bodies = [t["execution_id"] for t in claimed if t["kind"] == TaskKind.BODY]
-            Execution.objects.filter(pk__in=bodies, started_at__isnull=True).update(started_at=now)
-            transition(bodies, ExecutionStatus.RUNNING)
-            runs = {
-                execution_id: (pk, reason)
-                for execution_id, pk, reason in Run.objects.filter(execution_id__in=ids)
-                .filter(index=F("execution__run_index"))
-                .values_list("execution_id", "pk", "reason")
-            }
-            branches = {
-                row[0]: BranchRow(
-                    step_id=row[0], position=row[1], name=row[2], status=row[3], attempts=row[4]
-                )
-                for row in Step.objects.filter(
-                    pk__in=[t["step_id"] for t in claimed if t["step_id"]]
-                ).values_list("pk", "position", "name", "status", "attempts")
-            }
+            rows = self._claimed_rows(claimed, now)
         origin = time.monotonic()
-        return [
-            self._claim(task, executions[task["execution_id"]], runs, branches, token, now, origin)
-            for task in claimed
-        ]
+        return [claim_from_row(row, token=token, clock_origin=origin) for row in rows]
 
-    def _claim(
-        self,
-        task: dict[str, Any],
-        execution: dict[str, Any],
-        runs: dict[str, tuple[int, str]],
-        branches: dict[int, BranchRow],
-        token: uuid.UUID,
-        now: datetime,
-        origin: float,
-    ) -> Claim:
-        run_id, run_reason = runs[task["execution_id"]]
-        return Claim(
-            task_id=task["pk"],
-            token=token,
-            execution_id=task["execution_id"],
-            status=execution["status"],
-            workflow=execution["workflow"],
-            input=execution["input"],
-            run_id=run_id,
-            run_index=execution["run_index"],
-            run_reason=run_reason,
-            replay_base=execution["replay_base"],
-            deadline_at=execution["deadline_at"],
-            fresh=execution["started_at"] is None,
-            recoveries=task["recoveries"] + int(task["crashed"]),
-            started=task["started"],
-            db_now=now,
-            clock_origin=origin,
-            kind=task["kind"],
-            payload=task["payload"],
-            branch=branches.get(task["step_id"]) if task["step_id"] else None,
-            parent_id=execution["parent_id"] if execution["wake_parent"] else None,
-        )
+    def _claimed_rows(self, tasks: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+        """The claimed tasks' rows, named as the PostgreSQL claim statement names them;
+        their bodies' executions marked as running."""
+        ids = [t["execution_id"] for t in tasks]
+        executions = {
+            row["pk"]: dict(row)
+            for row in Execution.objects.filter(pk__in=ids).values(
+                "pk",
+                "status",
+                "workflow",
+                "input",
+                "run_index",
+                "replay_base",
+                "deadline_at",
+                "parent_id",
+                "wake_parent",
+                "started_at",
+            )
+        }
+        bodies = [t["execution_id"] for t in tasks if t["kind"] == TaskKind.BODY]
+        Execution.objects.filter(pk__in=bodies, started_at__isnull=True).update(started_at=now)
+        transition(bodies, ExecutionStatus.RUNNING)
+        runs = {
+            execution_id: (pk, reason)
+            for execution_id, pk, reason in Run.objects.filter(execution_id__in=ids)
+            .filter(index=F("execution__run_index"))
+            .values_list("execution_id", "pk", "reason")
+        }
+        steps: dict[int, dict[str, Any]] = {
+            row["pk"]: dict(row)
+            for row in Step.objects.filter(
+                pk__in=[t["step_id"] for t in tasks if t["step_id"]]
+            ).values("pk", "position", "name", "status", "attempts")
+        }
+        rows = []
+        for task in tasks:
+            execution = executions[task["execution_id"]]
+            run_id, run_reason = runs.get(task["execution_id"], (None, None))
+            step = steps.get(task["step_id"], {})
+            rows.append(
+                {
+                    "task_id": task["pk"],
+                    "execution_id": task["execution_id"],
+                    "status": execution["status"],
+                    "workflow": execution["workflow"],
+                    "input": execution["input"],
+                    "run_id": run_id,
+                    "run_index": execution["run_index"],
+                    "run_reason": run_reason,
+                    "replay_base": execution["replay_base"],
+                    "deadline_at": execution["deadline_at"],
+                    "fresh": execution["started_at"] is None,
+                    "recoveries": task["recoveries"],
+                    "started": task["started"],
+                    "db_now": now,
+                    "kind": task["kind"],
+                    "payload": task["payload"],
+                    "step_id": task["step_id"],
+                    "position": step.get("position"),
+                    "name": step.get("name"),
+                    "step_status": step.get("status"),
+                    "attempts": step.get("attempts"),
+                    "parent_id": execution["parent_id"] if execution["wake_parent"] else None,
+                }
+            )
+        return rows
 
     @store_operation
     def start(self, claim: Claim) -> Claim:

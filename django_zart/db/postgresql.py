@@ -27,7 +27,7 @@ from ..models import Task
 from ..states import RUN_STATUS_FOR, ExecutionStatus, allowed_from
 from .base import Store
 from .guard import store_operation
-from .types import BranchRow, Checkpoint, Claim, LeaseLost
+from .types import Checkpoint, Claim, LeaseLost, claim_from_row
 
 NOTIFY_CHANNEL = "zart_due"
 
@@ -80,7 +80,7 @@ class PostgresStore(Store):
             columns = [column.name for column in cursor.description]
             rows = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
         origin = time.monotonic()
-        return [_claim(row, token, origin) for row in rows]
+        return [claim_from_row(row, token=token, clock_origin=origin, decode=_json) for row in rows]
 
     @store_operation
     def start(self, claim: Claim) -> Claim:
@@ -165,65 +165,6 @@ def _claim_sql(queues: tuple[str, ...], limit: int) -> tuple[str, tuple[Any, ...
     with transaction.atomic():  # the compiler refuses FOR UPDATE in autocommit
         sql, params = queryset.query.get_compiler(connection=connection).as_sql()
     return QUERIES["claim"].replace("{claimable}", sql), tuple(params)
-
-
-def _claim(row: dict[str, Any], token: uuid.UUID, origin: float) -> Claim:
-    """A claim from its row; a row that cannot be read becomes a claim to fail, so one bad
-    row never fails the others claimed with it."""
-    try:
-        if row["run_id"] is None:
-            raise ValueError("the execution's current run %d is missing" % row["run_index"])
-        return Claim(
-            task_id=row["task_id"],
-            token=token,
-            execution_id=row["execution_id"],
-            status=row["status"],
-            workflow=row["workflow"],
-            input=_json(row["input"]),
-            run_id=row["run_id"],
-            run_index=row["run_index"],
-            run_reason=row["run_reason"],
-            replay_base=row["replay_base"],
-            deadline_at=row["deadline_at"],
-            fresh=row["fresh"],
-            recoveries=row["recoveries"],
-            started=row["started"],
-            db_now=row["db_now"],
-            clock_origin=origin,
-            kind=row["kind"],
-            payload=_json(row["payload"]),
-            branch=None
-            if row["step_id"] is None
-            else BranchRow(
-                step_id=row["step_id"],
-                position=row["position"],
-                name=row["name"],
-                status=row["step_status"],
-                attempts=row["attempts"],
-            ),
-            parent_id=row["parent_id"],
-        )
-    except (ValueError, TypeError, KeyError) as exc:
-        return Claim(
-            task_id=row["task_id"],
-            token=token,
-            execution_id=row["execution_id"],
-            status=row["status"],
-            workflow=row["workflow"],
-            input=None,
-            run_id=row["run_id"] or 0,
-            run_index=row["run_index"],
-            run_reason=row["run_reason"] or "",
-            replay_base=row["replay_base"],
-            deadline_at=None,
-            fresh=False,
-            recoveries=row["recoveries"],
-            started=row["started"],
-            db_now=row["db_now"],
-            clock_origin=origin,
-            kind=row["kind"],
-            unreadable="%s: %s" % (type(exc).__name__, exc),
-        )
 
 
 def _restarted(claim: Claim, now: datetime) -> Claim:

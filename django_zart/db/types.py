@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -159,6 +159,67 @@ RECORD_COLUMNS = (
 def records(rows: Iterable[Sequence[Any]]) -> list[Record]:
     """``Record``s from ``values_list(*RECORD_COLUMNS)`` rows."""
     return [Record(**dict(zip(Record.__dataclass_fields__, row, strict=True))) for row in rows]
+
+
+def claim_from_row(
+    row: Mapping[str, Any],
+    *,
+    token: uuid.UUID,
+    clock_origin: float,
+    decode: Callable[[Any], Any] = lambda value: value,
+) -> Claim:
+    """A ``Claim`` from a claimed row, read by column name (both stores name them alike).
+
+    A row that cannot be read (its current run missing, JSON that Python cannot parse)
+    becomes a claim to fail, so that one bad row never fails the others claimed with it.
+    ``decode`` turns the stored JSON columns into values.
+    """
+    common: dict[str, Any] = {
+        "task_id": row["task_id"],
+        "token": token,
+        "execution_id": row["execution_id"],
+        "status": row["status"],
+        "workflow": row["workflow"],
+        "run_index": row["run_index"],
+        "replay_base": row["replay_base"],
+        "recoveries": row["recoveries"],
+        "started": row["started"],
+        "db_now": row["db_now"],
+        "clock_origin": clock_origin,
+        "kind": row["kind"],
+    }
+    try:
+        if row["run_id"] is None:
+            raise ValueError("the execution's current run %d is missing" % row["run_index"])
+        return Claim(
+            **common,
+            input=decode(row["input"]),
+            payload=decode(row["payload"]),
+            run_id=row["run_id"],
+            run_reason=row["run_reason"],
+            deadline_at=row["deadline_at"],
+            fresh=row["fresh"],
+            parent_id=row["parent_id"],
+            branch=None
+            if row["step_id"] is None
+            else BranchRow(
+                step_id=row["step_id"],
+                position=row["position"],
+                name=row["name"],
+                status=row["step_status"],
+                attempts=row["attempts"],
+            ),
+        )
+    except (ValueError, TypeError) as exc:
+        return Claim(
+            **common,
+            input=None,
+            run_id=row["run_id"] or 0,
+            run_reason=row["run_reason"] or "",
+            deadline_at=None,
+            fresh=False,
+            unreadable="%s: %s" % (type(exc).__name__, exc),
+        )
 
 
 def loads_json(text: str | None) -> Any:
