@@ -99,7 +99,7 @@ def wait_all(handles: Iterable[Handle], *, return_exceptions: bool = False) -> A
     return _wait_all(ctx, group, handles, return_exceptions)
 
 
-def map(step: Step, items: Iterable[Any]) -> Any:  # noqa: A001 - zart.map reads well
+def map(step: Step, items: Iterable[Any]) -> Any:
     """``step(item)`` for every item, as parallel branches; their results in order."""
     calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = [((item,), {}) for item in items]
     ctx, numbered = _number(step, calls, "map")
