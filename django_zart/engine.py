@@ -101,8 +101,6 @@ def _execute(claim: Claim, store: Store) -> Outcome:
     if claim.status in TERMINAL:
         store.drop(claim)
         return Outcome.DROPPED
-    if not claim.started:
-        claim = store.start(claim)
     if claim.kind == TaskKind.BRANCH:
         return Outcome(execute_branch(claim, store))
     try:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 from .conf import get_settings
 
@@ -27,10 +27,18 @@ def point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-@contextmanager
-def around_checkpoint(kind: str) -> Iterator[None]:
+def around_checkpoint(kind: str) -> AbstractContextManager[None]:
     """The fault points on either side of writing one checkpoint of ``kind``."""
-    kind = kind.lower()
+    if not get_settings().fault_points:
+        return _NONE  # the production path: no generator, no lookups
+    return _around(kind.lower())
+
+
+_NONE: AbstractContextManager[None] = nullcontext()
+
+
+@contextmanager
+def _around(kind: str) -> Iterator[None]:
     point("before-checkpoint:%s" % kind)
     yield
     point("after-checkpoint:%s" % kind)

@@ -157,6 +157,7 @@ class Step(models.Model):
         max_length=16,
         blank=True,
         default="",
+        db_default="",
         help_text=_("A replay that calls this step with other arguments is not deterministic."),
     )
     created_at = models.DateTimeField(_("created"))
@@ -243,15 +244,6 @@ class Task(models.Model):
     held_by = models.UUIDField(_("claim token"), null=True, blank=True)
     lease_until = models.DateTimeField(_("lease until"), null=True, blank=True)
     claimed_at = models.DateTimeField(_("claimed"), null=True, blank=True)
-    started_at = models.DateTimeField(
-        _("started"),
-        null=True,
-        blank=True,
-        help_text=_(
-            "When the holder began running it. A claim still queued in its worker has none, "
-            "so taking it over from a dead worker counts no recovery."
-        ),
-    )
     wake_pending = models.BooleanField(
         _("wake pending"),
         default=False,
@@ -260,7 +252,7 @@ class Task(models.Model):
     recoveries = models.PositiveIntegerField(
         _("recoveries"),
         default=0,
-        help_text=_("How often it was taken over from a dead worker that was running it."),
+        help_text=_("How often it was taken over from a worker whose lease expired."),
     )
     created_at = models.DateTimeField(_("created"), db_default=Now())
 

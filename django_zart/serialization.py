@@ -188,13 +188,26 @@ def dumps(encoded: Any, what: str, limit: int) -> str:
 
 
 def digest(value: Any) -> str:
-    """A short, stable digest of a value (a call's arguments); ``""`` if it cannot be
-    encoded, such as a model instance passed to a step."""
+    """A short, stable digest of a value (a call's arguments); ``""`` if it holds
+    something that has no stable text, such as a model instance passed to a step.
+
+    Only compared, never decoded: the C JSON encoder does the work, with the types of
+    ``encode`` written as their text.
+    """
     try:
-        text = json.dumps(encode(value, "arguments"), sort_keys=True, separators=(",", ":"))
-    except (SerializationError, ValueError):
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=_digestable)
+    except (TypeError, ValueError, RecursionError):
         return ""
-    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+
+
+def _digestable(value: Any) -> Any:
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=repr)
+    for cls, tag, encoder in _ENCODERS:
+        if isinstance(value, cls):
+            return {TAG: tag, "value": encoder(value)}
+    raise TypeError(type(value).__name__)
 
 
 def refused(what: str, exc: BaseException) -> SerializationError:

@@ -24,7 +24,7 @@ from django.db import connection
 from . import faults, serialization
 from .conf import get_settings
 from .context import ExecutionContext, Suspend, current, in_event_loop, in_step
-from .db.guard import connection_lost, drop_dead_connection
+from .db.guard import connection_lost
 from .db.types import DatabaseUnavailable, Record, StoreRefused
 from .errors import SerializationError, StepFailed, StepTimeout, ZartError
 from .failures import step_failed
@@ -175,7 +175,8 @@ class Step:
     ) -> Call:
         """Give the call its position now, in call order, before anything is awaited."""
         name, is_explicit = self.position_name(explicit, args, kwargs)
-        check_name(name, "The name of a call of step %r" % self.name)
+        if is_explicit:  # made at call time: a template or with_id
+            check_name(name, "The name of a call of step %r" % self.name)
         sequence, position = ctx.next_position(name, explicit=is_explicit)
         return Call(sequence, position, serialization.digest([list(args), kwargs]))
 
@@ -190,7 +191,6 @@ class Step:
         while True:
             if isinstance(attempt, Replayed):
                 return attempt.value
-            drop_dead_connection()  # user code gets a live connection, not a dead one
             try:
                 with in_step(attempt.call.position, attempt.number):
                     value = self.run_sync(args, kwargs)

@@ -1,11 +1,8 @@
 """The worker: claim due work, run it on a fixed set of threads, keep leases alive.
 
-The main thread claims in batches and keeps at most ``concurrency`` claimed executions
-waiting for a thread, so a burst of due work costs few claim statements. Claims handed
-straight to an idle thread are marked as running by the claim itself; one that waits is
-marked when a thread takes it, so a worker killed with claims queued counts a crash
-recovery only for the work it was really running. Waiting ones are held under the same
-heartbeated lease and released on shutdown.
+The main thread claims in batches, for its idle threads only: a claimed execution starts
+at once, so a worker killed with work in hand counts a crash recovery only for work it was
+really running (a claim queued for a busy thread would count as one too).
 
 Each thread keeps its own database connection for the life of the worker, checks it is
 still alive before each execution (a dead one is dropped, at the cost of a ``poll()``),
@@ -251,18 +248,14 @@ class Worker:
             capacity = opts.concurrency - abandoned_threads()
             with self._lock:
                 busy = len(self._running)
-            room = min(2 * capacity - busy, opts.max_tasks_per_poll)
+            room = min(capacity - busy, opts.max_tasks_per_poll)
             if room <= 0:
                 self._wake.wait(opts.poll_interval)
                 continue
             claims = self._guarded(
                 "claiming work",
                 functools.partial(
-                    self.store.claim,
-                    queues=opts.queues,
-                    limit=room,
-                    lease=opts.orphan_timeout,
-                    running=max(capacity - busy, 0),
+                    self.store.claim, queues=opts.queues, limit=room, lease=opts.orphan_timeout
                 ),
             )
             if claims is None:  # the database is unavailable: wait, then try again
@@ -286,7 +279,8 @@ class Worker:
         """Run a worker-level database operation; ``None`` if it failed.
 
         An outage is logged once and waited out with a backoff; any other failure is a
-        bug, logged with its traceback, and tried again after the poll interval.
+        bug, logged with its traceback and tried again after the poll interval (raised,
+        in burst mode).
         """
         try:
             drop_dead_connection()
@@ -296,6 +290,8 @@ class Worker:
             self._stop.wait(self._outage.failed(doing, exc))
             return None
         except Exception:
+            if self.options.burst:  # a run meant to end: end it with the bug, not a loop
+                raise
             logger.exception("Worker error while %s; trying again shortly", doing)
             connection.close()
             self._stop.wait(self.options.poll_interval)

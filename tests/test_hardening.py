@@ -104,9 +104,9 @@ def test_one_unreadable_row_fails_alone_and_never_its_claim_batch(drain: Drain) 
 # -- time ----------------------------------------------------------------------------
 
 
-def test_time_spent_queued_in_the_worker_counts(run_worker: Callable[..., int]) -> None:
-    """With one thread busy for 1.5 s, the next execution waits in the worker's queue; its
-    durable clock still says the time it really ran, not the time it was claimed."""
+def test_durable_time_is_the_time_the_execution_runs(run_worker: Callable[..., int]) -> None:
+    """With one thread busy for 1.5 s, the next execution waits; its durable clock says the
+    time it really ran, not the time the worker first looked at it."""
     zart.start("held", {"seconds": 1.5}, execution_id="busy")
     zart.start("now-after-queue", None, execution_id="queued")
     run_worker(concurrency=1)
@@ -185,7 +185,6 @@ def _claim_for(execution: Execution, run: Run, task: Task, token: uuid.UUID) -> 
         deadline_at=None,
         fresh=False,
         recoveries=0,
-        started=True,
         db_now=timezone.now(),
         clock_origin=time.monotonic(),
     )
@@ -203,17 +202,6 @@ def test_a_cancelled_running_execution_is_logged_as_cancelled(
     assert "cancelled while running" in caplog.text
     assert "Lease lost" not in caplog.text
     assert not Step.objects.filter(execution_id="cx").exists()
-
-
-def test_a_claim_left_waiting_in_the_worker_is_not_a_crash_when_taken_over() -> None:
-    for i in range(3):
-        zart.start("arith", {"a": i, "b": 0}, execution_id="q%d" % i)
-    store = get_store()
-    claims = store.claim(queues=["default"], limit=3, lease=0.05, running=1)
-    assert [c.started for c in claims] == [True, False, False]
-    time.sleep(0.15)  # the worker "dies": its leases run out
-    taken = store.claim(queues=["default"], limit=3, lease=30)
-    assert sorted(c.recoveries for c in taken) == [0, 0, 1]  # only the one it ran
 
 
 # -- workers -------------------------------------------------------------------------

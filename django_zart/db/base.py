@@ -2,8 +2,8 @@
 
 This is the one interface between the runtime and the database. Its operations:
 
-* claiming: ``claim`` due tasks, ``start`` a claim that waited in the worker, ``drop``
-  a claimed task whose execution has already finished;
+* claiming: ``claim`` due tasks, ``drop`` a claimed task whose execution has already
+  finished;
 * replaying: ``load_checkpoints``, ``execution_error``, ``execution_status``;
 * checkpoints: ``record`` one durable call's outcome, ``consume_event``, and the branch
   writes of ``BranchWrites``;
@@ -69,15 +69,12 @@ class Store(BranchWrites):
     # -- claiming --------------------------------------------------------------------
 
     @store_operation
-    def claim(
-        self, *, queues: list[str], limit: int, lease: float, running: int | None = None
-    ) -> list[Claim]:
+    def claim(self, *, queues: list[str], limit: int, lease: float) -> list[Claim]:
         """Take up to ``limit`` due tasks of ``queues`` under one new token.
 
-        The first ``running`` of them (all by default) are marked as running now; the
-        rest wait in the worker for a thread and are marked by ``start``.
+        Taking over a task whose lease ran out counts a recovery: the worker claims only
+        for its idle threads, so a task it held was running when it died.
         """
-        running = limit if running is None else running
         token = uuid.uuid4()
         now = timezone.now()
         with transaction.atomic():
@@ -89,7 +86,6 @@ class Store(BranchWrites):
                     "pk",
                     "execution_id",
                     "held_by",
-                    "started_at",
                     "recoveries",
                     "kind",
                     "step_id",
@@ -97,20 +93,18 @@ class Store(BranchWrites):
                 )[:limit]
             ]
             claimed = []
-            for number, task in enumerate(tasks):
+            for task in tasks:
                 # Conditional on what was read: without a row lock (SQLite), a concurrent
                 # claimer that got there first makes the UPDATE match nothing.
-                crashed = task["held_by"] is not None and task["started_at"] is not None
-                started = number < running
+                crashed = int(task["held_by"] is not None)
                 if Task.objects.filter(pk=task["pk"], held_by=task["held_by"]).update(
                     held_by=token,
                     wake_pending=False,
                     lease_until=now + timedelta(seconds=lease),
                     claimed_at=now,
-                    started_at=now if started else None,
-                    recoveries=F("recoveries") + int(crashed),
+                    recoveries=F("recoveries") + crashed,
                 ):
-                    task.update(started=started, recoveries=task["recoveries"] + int(crashed))
+                    task["recoveries"] += crashed
                     claimed.append(task)
             if not claimed:
                 return []
@@ -171,7 +165,6 @@ class Store(BranchWrites):
                     "deadline_at": execution["deadline_at"],
                     "fresh": execution["started_at"] is None,
                     "recoveries": task["recoveries"],
-                    "started": task["started"],
                     "db_now": now,
                     "kind": task["kind"],
                     "payload": task["payload"],
@@ -184,14 +177,6 @@ class Store(BranchWrites):
                 }
             )
         return rows
-
-    @store_operation
-    def start(self, claim: Claim) -> Claim:
-        """Mark a claim that waited in the worker as running, and restart its clock."""
-        now = timezone.now()
-        if not Task.objects.filter(pk=claim.task_id, held_by=claim.token).update(started_at=now):
-            raise LeaseLost()
-        return replace(claim, started=True, db_now=now, clock_origin=time.monotonic())
 
     @store_operation
     def drop(self, claim: Claim) -> None:
@@ -395,7 +380,7 @@ class Store(BranchWrites):
 
     def _release_task(self, claim: Claim, *, run_after: Any) -> None:
         released = Task.objects.filter(pk=claim.task_id, held_by=claim.token).update(
-            held_by=None, lease_until=None, started_at=None, run_after=run_after, wake_pending=False
+            held_by=None, lease_until=None, run_after=run_after, wake_pending=False
         )
         if not released:
             raise LeaseLost()
@@ -406,7 +391,7 @@ class Store(BranchWrites):
         with transaction.atomic():
             held = Task.objects.filter(pk__in=task_ids, held_by__in=tokens)
             bodies = list(held.filter(kind=TaskKind.BODY).values_list("execution_id", flat=True))
-            released = held.update(held_by=None, lease_until=None, started_at=None, run_after=Now())
+            released = held.update(held_by=None, lease_until=None, run_after=Now())
             transition(bodies, ExecutionStatus.PENDING)
         return released
 

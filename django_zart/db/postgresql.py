@@ -1,7 +1,7 @@
 """PostgreSQL: what every execution pays for is one statement, judged by the database clock.
 
 The statements live in ``postgresql.sql``, by name. They replace the generic store's
-operations that each execution runs once or more (claim, start, suspend, finish, the
+operations that each execution runs once or more (claim, suspend, finish, the
 checkpoint's placeholders) and the worker's periodic ones (heartbeat, next due time):
 the generic versions cost three to six round trips in a transaction each, and judge
 leases by the worker's clock. Everything else is the generic store's. Lease expiry is
@@ -15,7 +15,6 @@ import json
 import re
 import time
 import uuid
-from dataclasses import replace
 from datetime import datetime
 from functools import cache
 from pathlib import Path
@@ -49,45 +48,34 @@ QUERIES = _load_queries()
 class PostgresStore(Store):
     json_placeholder = "%s::jsonb"
     share_lock = " FOR SHARE"
+    _claim_columns: tuple[str, ...] | None = None
 
     def _token(self, token: uuid.UUID) -> Any:
         return token  # psycopg adapts UUIDs to the uuid column
 
-    def _execute(self, name: str, params: Any) -> list[dict[str, Any]]:
-        """Run a named statement; its rows by column name."""
+    def _execute(self, name: str, params: Any) -> Any:
+        """Run a named statement; the first value of its one row, or its row count."""
         with connection.cursor() as cursor:
             cursor.execute(QUERIES[name], params)
             if cursor.description is None:
-                return [{"rowcount": cursor.rowcount}]
-            columns = [column.name for column in cursor.description]
-            return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+                return cursor.rowcount
+            return cursor.fetchone()[0]
 
     @store_operation
-    def claim(
-        self, *, queues: list[str], limit: int, lease: float, running: int | None = None
-    ) -> list[Claim]:
+    def claim(self, *, queues: list[str], limit: int, lease: float) -> list[Claim]:
         token = uuid.uuid4()
         sql, select_params = _claim_sql(tuple(queues), limit)
-        params = (
-            *select_params,
-            token,
-            lease,
-            limit if running is None else running,
-            allowed_from(ExecutionStatus.RUNNING),
-        )
+        params = (token, lease, *select_params, allowed_from(ExecutionStatus.RUNNING))
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
-            columns = [column.name for column in cursor.description]
+            if self._claim_columns is None:
+                # Kept from the first claim: building a cursor's description for every
+                # claim costs more than the rest of reading its rows.
+                self._claim_columns = tuple(column.name for column in cursor.description)
+            columns = self._claim_columns
             rows = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
         origin = time.monotonic()
         return [claim_from_row(row, token=token, clock_origin=origin, decode=_json) for row in rows]
-
-    @store_operation
-    def start(self, claim: Claim) -> Claim:
-        rows = self._execute("start", {"task": claim.task_id, "token": claim.token})
-        if not rows:
-            raise LeaseLost()
-        return _restarted(claim, rows[0]["now"])
 
     @store_operation
     def suspend(
@@ -100,19 +88,17 @@ class PostgresStore(Store):
             "allowed": allowed_from(ExecutionStatus.SUSPENDED),
         }
         if checkpoint is None:
-            (row,) = self._execute("suspend", params)
-            if not row["released"]:
+            if not self._execute("suspend", params):
                 raise LeaseLost()
             return
         with transaction.atomic():
             self.record(claim, checkpoint)
-            (row,) = self._execute("suspend", params)
-            if not row["released"]:
+            if not self._execute("suspend", params):
                 raise LeaseLost()  # rolls the checkpoint back
 
     @store_operation
     def finish(self, claim: Claim, *, status: str, output: str | None, error: str | None) -> None:
-        (row,) = self._execute(
+        moved = self._execute(
             "finish",
             {
                 "task": claim.task_id,
@@ -125,7 +111,7 @@ class PostgresStore(Store):
                 "run": claim.run_id,
             },
         )
-        if not row["moved"]:
+        if not moved:
             raise LeaseLost()
 
     def notify(self, queue: str) -> None:
@@ -134,24 +120,22 @@ class PostgresStore(Store):
 
     @store_operation
     def next_due_in(self, *, queues: list[str]) -> float | None:
-        (row,) = self._execute("next_due_in", {"queues": queues})
-        seconds = next(iter(row.values()))
+        seconds = self._execute("next_due_in", {"queues": queues})
         return None if seconds is None else float(seconds)
 
     def now(self) -> datetime:
-        (row,) = self._execute("now", None)
-        now: datetime = row["now"]
+        now: datetime = self._execute("now", None)
         return now
 
     @store_operation
     def heartbeat(
         self, worker_id: str, tokens: list[uuid.UUID], lease: float, abandoned: int = 0
     ) -> bool:
-        (row,) = self._execute(
+        updated = self._execute(
             "heartbeat",
             {"lease": lease, "tokens": tokens, "worker": worker_id, "abandoned": abandoned},
         )
-        return bool(row["rowcount"])
+        return bool(updated)
 
 
 @cache
@@ -165,10 +149,6 @@ def _claim_sql(queues: tuple[str, ...], limit: int) -> tuple[str, tuple[Any, ...
     with transaction.atomic():  # the compiler refuses FOR UPDATE in autocommit
         sql, params = queryset.query.get_compiler(connection=connection).as_sql()
     return QUERIES["claim"].replace("{claimable}", sql), tuple(params)
-
-
-def _restarted(claim: Claim, now: datetime) -> Claim:
-    return replace(claim, started=True, db_now=now, clock_origin=time.monotonic())
 
 
 def _json(value: object) -> object:

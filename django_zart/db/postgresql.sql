@@ -7,24 +7,18 @@
 
 -- name: claim
 -- {claimable} is the ORM's SELECT of due task ids, FOR UPDATE SKIP LOCKED. Positional
--- parameters: its own, then the token, the lease in seconds, how many of the claimed
--- tasks start running now (the rest wait in the worker), and the statuses an execution
--- may leave for RUNNING. A takeover counts a recovery only if the dead holder had started
--- the task.
-WITH picked AS (
-    SELECT s.id, row_number() OVER () AS n FROM ({claimable}) AS s
-), claimed AS (
+-- parameters, in the order they appear: the token, the lease in seconds, the SELECT's
+-- own, and the statuses an execution may leave for RUNNING. Taking over a task whose lease ran out counts a
+-- recovery: workers claim only for idle threads, so a held task was running.
+WITH claimed AS (
     UPDATE zart_tasks AS t
        SET held_by = %s,
            lease_until = now() + make_interval(secs => %s),
            claimed_at = now(),
-           started_at = CASE WHEN p.n <= %s THEN now() END,
-           recoveries = t.recoveries + (t.held_by IS NOT NULL AND t.started_at IS NOT NULL)::int,
+           recoveries = t.recoveries + (t.held_by IS NOT NULL)::int,
            wake_pending = false
-      FROM picked AS p
-     WHERE t.id = p.id
- RETURNING t.id, p.n, t.execution_id, t.recoveries, t.started_at IS NOT NULL AS started,
-           t.kind, t.step_id, t.payload
+     WHERE t.id IN ({claimable})
+ RETURNING t.id, t.execution_id, t.recoveries, t.kind, t.step_id, t.payload
 ), running AS (
     UPDATE zart_executions AS e
        SET status = 'RUNNING', started_at = COALESCE(e.started_at, now()), updated_at = now()
@@ -37,19 +31,13 @@ SELECT c.id AS task_id, c.execution_id, e.status, e.workflow, e.input, r.id AS r
        -- fails the batch it was claimed with.
        CASE WHEN e.deadline_at > '9999-12-31 00:00:00+00' THEN '9999-12-31 00:00:00+00'
             ELSE e.deadline_at END AS deadline_at,
-       e.started_at IS NULL AS fresh, c.recoveries, c.started, now() AS db_now, c.kind,
-       c.payload, st.id AS step_id, st.position, st.name, st.status AS step_status,
-       st.attempts, CASE WHEN e.wake_parent THEN e.parent_id END AS parent_id
+       e.started_at IS NULL AS fresh, c.recoveries, now() AS db_now, c.kind, c.payload,
+       st.id AS step_id, st.position, st.name, st.status AS step_status, st.attempts,
+       CASE WHEN e.wake_parent THEN e.parent_id END AS parent_id
   FROM claimed AS c
   JOIN zart_executions AS e ON e.id = c.execution_id
   LEFT JOIN zart_execution_runs AS r ON r.execution_id = e.id AND r.index = e.run_index
   LEFT JOIN zart_steps AS st ON st.id = c.step_id
- ORDER BY c.n
-
--- name: start
-UPDATE zart_tasks SET started_at = now()
- WHERE id = %(task)s AND held_by = %(token)s
-RETURNING now()
 
 -- name: suspend
 WITH fence AS (
@@ -65,7 +53,7 @@ WITH fence AS (
     -- An event that arrived while this worker held the execution set wake_pending:
     -- then it is due at once, so that wake-up is not lost.
     UPDATE zart_tasks AS t
-       SET held_by = NULL, lease_until = NULL, started_at = NULL, wake_pending = false,
+       SET held_by = NULL, lease_until = NULL, wake_pending = false,
            run_after = CASE WHEN fence.wake_pending THEN now()
                             ELSE %(wake_at)s::timestamptz END
       FROM fence, moved

@@ -86,11 +86,8 @@ class Claim:
     fresh: bool
     """The body never ran before: no checkpoints to load."""
     recoveries: int
-    started: bool
-    """Marked as running in the store. A claim queued for a busy thread is marked when
-    a thread takes it, so only work that really ran counts as a crash recovery."""
     db_now: datetime
-    """The database clock when the claim was read (or started) ..."""
+    """The database clock when the claim was taken ..."""
     clock_origin: float
     """... and ``time.monotonic()`` at that moment: durable times advance from there."""
     kind: str = "BODY"
@@ -183,7 +180,6 @@ def claim_from_row(
         "run_index": row["run_index"],
         "replay_base": row["replay_base"],
         "recoveries": row["recoveries"],
-        "started": row["started"],
         "db_now": row["db_now"],
         "clock_origin": clock_origin,
         "kind": row["kind"],
