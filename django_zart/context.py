@@ -106,7 +106,7 @@ class ExecutionContext:
 
     def now(self) -> datetime:
         """The database clock, read when the claim was taken, advanced by the monotonic
-        clock since: time spent queued in the worker counts, as it should."""
+        clock since (an outage replayed on the same claim keeps counting)."""
         elapsed = time.monotonic() - self.claim.clock_origin
         return self.claim.db_now + timedelta(seconds=elapsed)
 
