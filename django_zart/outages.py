@@ -4,7 +4,9 @@ During a PostgreSQL restart every thread of a worker fails at once, and would ea
 a traceback per try. They share one ``OutageLog`` instead: the first failure logs a
 warning, later ones wait quietly with a backoff that grows to a few seconds, and the
 first success after them logs (at INFO) that the database is back and how long it was
-gone.
+gone. A thread that finds its connection dead a little later (it was busy in a long step
+when the connections were cut) belongs to the same outage: within ``QUIET`` seconds of
+its end, a failure is logged at INFO only.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ import time
 
 MAX_BACKOFF = 5.0
 
+QUIET = 10.0
+"""Seconds after an outage's end during which a new failure counts as part of it."""
+
 
 class OutageLog:
     def __init__(self, logger: logging.Logger) -> None:
@@ -23,6 +28,7 @@ class OutageLog:
         self._lock = threading.Lock()
         self._since: float | None = None
         self._failures = 0
+        self._ended = -QUIET
 
     @property
     def down(self) -> bool:
@@ -35,7 +41,10 @@ class OutageLog:
             failures = self._failures
             if self._since is None:
                 self._since = time.monotonic()
-                self._logger.warning(
+                log = (
+                    self._logger.info if self._since - self._ended < QUIET else self._logger.warning
+                )
+                log(
                     "Database unavailable while %s (%s); retrying with backoff, nothing is "
                     "failed or counted meanwhile",
                     doing,
@@ -58,3 +67,4 @@ class OutageLog:
             )
             self._since = None
             self._failures = 0
+            self._ended = time.monotonic()

@@ -58,7 +58,8 @@ def started_worker(start: Start, *args: str) -> WorkerProcess:
 
 
 def outage_lines(log: str) -> int:
-    return len(re.findall("Database unavailable", log))
+    """The WARNING lines that announce an outage (its later echoes are INFO)."""
+    return len(re.findall("WARNING Database unavailable", log))
 
 
 def test_terminated_connections_fail_nothing_and_count_nothing(worker_process: Start) -> None:
