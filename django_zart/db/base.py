@@ -29,6 +29,7 @@ import time
 import uuid
 from dataclasses import replace
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from django.db import connection, transaction
@@ -212,8 +213,9 @@ class Store(BranchWrites):
 
     # -- checkpoints -----------------------------------------------------------------
 
+    @cached_property
     def _upsert_sql(self) -> str:
-        # Built from two class constants, never from input.
+        """The fenced checkpoint INSERT, built once per store from two class constants."""
         return (
             "INSERT INTO zart_steps (run_id, execution_id, run_index, sequence, position, "  # noqa: S608
             "name, kind, status, result, error, attempts, wake_at, call_hash, created_at, "
@@ -259,7 +261,7 @@ class Store(BranchWrites):
             self._token(claim.token),
         ]
         with connection.cursor() as cursor:
-            cursor.execute(self._upsert_sql(), params)
+            cursor.execute(self._upsert_sql, params)
             row = cursor.fetchone()
         if row is None:
             raise LeaseLost()
