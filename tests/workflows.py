@@ -631,3 +631,20 @@ def abandons(data: dict) -> str:
 @zart.workflow("now-after-queue")
 def now_after_queue(data: None) -> str:
     return zart.now("seen").isoformat()
+
+
+# -- operations over HTTP -------------------------------------------------------------
+
+
+@zart.step("charge")
+def charge(amount: int) -> str:
+    mark("charge")
+    if count("charge") == 1:
+        raise ConnectionError("card network down, the first time only")
+    return "charged %d" % amount
+
+
+@zart.workflow("checkout")
+def checkout(data: dict) -> dict:
+    """Fails for good at its first run (``charge`` has no retries); fine once retried."""
+    return {"receipt": charge(data["amount"]), "total": add(data["amount"], 1)}
