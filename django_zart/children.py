@@ -115,6 +115,7 @@ def _start_child(
                 definition.queue,
                 parent_id=ctx.claim.execution_id,
                 wake_parent=wait,
+                by="parent:%s" % ctx.claim.execution_id,
             )
         except ExecutionAlreadyExists:
             parent = Execution.objects.filter(pk=child_id).values_list("parent_id", flat=True)

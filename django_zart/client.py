@@ -17,24 +17,27 @@ from asgiref.sync import sync_to_async
 from django.db import IntegrityError, transaction
 from django.db.models.functions import Now
 
-from . import serialization
+from . import pauses, serialization
 from .conf import get_settings
 from .db import get_store
-from .db.transitions import end_run, transition
 from .durations import Duration, to_seconds
 from .errors import (
     ExecutionAlreadyExists,
     ExecutionCancelled,
     ExecutionFailed,
     ExecutionNotFound,
+    InvalidArgument,
     WaitTimeout,
 )
 from .models import Execution, Run, Task
 from .names import MAX_ID_LENGTH, MAX_QUEUE_LENGTH, check_name
 from .registry import Workflow, get_workflow
-from .states import TERMINAL, ExecutionStatus, RunStatus
+from .states import ExecutionStatus, RunReason
 
 logger = logging.getLogger(__name__)
+
+
+IF_EXISTS = ("raise", "return")
 
 
 def start(
@@ -43,19 +46,34 @@ def start(
     *,
     execution_id: str | None = None,
     queue: str | None = None,
+    if_exists: str = "raise",
+    by: str = "",
 ) -> str:
     """Start an execution of ``workflow`` and return its id.
 
     The id is the idempotency key: if an execution with it exists, running or finished,
-    ``ExecutionAlreadyExists`` is raised with its status and nothing is started.
+    nothing is started, and ``ExecutionAlreadyExists`` is raised with its status; with
+    ``if_exists="return"`` its id is returned instead, if it runs the same workflow.
+    ``by`` says who asked; it is recorded on the run.
     """
     definition = get_workflow(workflow)
+    if if_exists not in IF_EXISTS:
+        raise InvalidArgument("if_exists must be 'raise' or 'return', not %r." % (if_exists,))
     if execution_id is None:
         execution_id = str(uuid.uuid4())
     check_name(execution_id, "execution_id", limit=MAX_ID_LENGTH)
     if queue is not None:
         check_name(queue, "queue", limit=MAX_QUEUE_LENGTH)
-    return create(definition, input, execution_id, queue or definition.queue)
+    if not isinstance(by, str):
+        raise InvalidArgument("by must be a string, not %r." % (by,))
+    try:
+        return create(
+            definition, input, execution_id, queue or definition.queue, by=serialization.clean(by)
+        )
+    except ExecutionAlreadyExists as exc:
+        if if_exists == "return" and exc.workflow == definition.name:
+            return execution_id
+        raise
 
 
 def create(
@@ -66,83 +84,44 @@ def create(
     *,
     parent_id: str | None = None,
     wake_parent: bool = False,
+    reason: str = RunReason.INITIAL,
+    by: str = "",
 ) -> str:
-    """Insert the execution, its first run and its task, and wake a worker, atomically."""
+    """Insert the execution, its first run and its task, and wake a worker, atomically.
+
+    An execution a pause rule holds (as this process last read the rules) starts paused.
+    """
     what = "the input of workflow %r" % definition.name
     encoded = serialization.encode(input, what)
     serialization.dumps(encoded, what, get_settings().max_payload_bytes)
     deadline = None
     if definition.timeout is not None:
         deadline = Now() + timedelta(seconds=definition.timeout)
+    rule = pauses.hold_new(execution_id, definition.name)
     try:
         with transaction.atomic():
             Execution.objects.create(
                 id=execution_id,
                 workflow=definition.name,
                 queue=queue,
+                status=ExecutionStatus.PENDING if rule is None else ExecutionStatus.PAUSED,
                 input=encoded,
                 deadline_at=deadline,
                 parent_id=parent_id,
                 wake_parent=wake_parent,
             )
-            Run.objects.create(execution_id=execution_id, index=1)
-            Task.objects.create(execution_id=execution_id, queue=queue)
+            Run.objects.create(
+                execution_id=execution_id, index=1, reason=reason, triggered_by=by[:200]
+            )
+            Task.objects.create(execution_id=execution_id, queue=queue, paused_by_id=rule)
             get_store().notify(queue)
     except IntegrityError:
-        existing = Execution.objects.filter(pk=execution_id).values_list("status", flat=True)
-        status = existing.first()
-        if status is None:
-            raise
-        raise ExecutionAlreadyExists(execution_id, status) from None
-    return execution_id
-
-
-def cancel(execution_id: str, *, reason: str = "") -> bool:
-    """Cancel an unfinished execution and its unfinished children.
-
-    Its queued work is dropped at once; a worker running it finds out at its next write
-    (a step's checkpoint) and stops there, so a step already running completes its side
-    effects but its result is discarded. Returns ``False`` if it had already finished.
-    A parent waiting for it in ``run_workflow`` sees ``ExecutionCancelled``.
-    """
-    check_name(execution_id, "execution_id", limit=MAX_ID_LENGTH)
-    error = {
-        "type": "django_zart.errors.ExecutionCancelled",
-        "message": serialization.clean(str(reason or "Cancelled on request."))[:10_000],
-    }
-    with transaction.atomic():
-        # Tasks first, then the execution: the order a worker's writes lock them in.
-        list(Task.objects.select_for_update().filter(execution_id=execution_id).order_by("pk"))
-        row = (
-            Execution.objects.select_for_update()
-            .filter(pk=execution_id)
-            .values_list("status", "run_index", "parent_id", "wake_parent")
-            .first()
-        )
+        existing = Execution.objects.filter(pk=execution_id).values_list("status", "workflow")
+        row = existing.first()
         if row is None:
-            raise ExecutionNotFound(execution_id)
-        status, run_index, parent_id, wake_parent = row
-        if status in TERMINAL:
-            return False
-        Task.objects.filter(execution_id=execution_id).delete()
-        transition(execution_id, ExecutionStatus.CANCELLED, error=error, finished_at=Now())
-        run = Run.objects.filter(execution_id=execution_id, index=run_index).values_list("pk")
-        end_run(run.get()[0], RunStatus.CANCELLED, error)
-        if wake_parent and parent_id is not None:
-            get_store().wake_body(parent_id)
-        children = list(
-            Execution.objects.filter(parent_id=execution_id)
-            .unfinished()
-            .values_list("pk", flat=True)
-        )
-        for child in children:
-            cancel(child, reason="Its parent %r was cancelled." % execution_id)
-    logger.info("Execution cancelled execution=%s children=%d", execution_id, len(children))
-    return True
-
-
-async def acancel(execution_id: str, *, reason: str = "") -> bool:
-    return await sync_to_async(cancel)(execution_id, reason=reason)
+            raise
+        raise ExecutionAlreadyExists(execution_id, row[0], row[1]) from None
+    return execution_id
 
 
 def status(execution_id: str) -> Execution:
@@ -219,8 +198,12 @@ async def astart(
     *,
     execution_id: str | None = None,
     queue: str | None = None,
+    if_exists: str = "raise",
+    by: str = "",
 ) -> str:
-    return await sync_to_async(start)(workflow, input, execution_id=execution_id, queue=queue)
+    return await sync_to_async(start)(
+        workflow, input, execution_id=execution_id, queue=queue, if_exists=if_exists, by=by
+    )
 
 
 async def astatus(execution_id: str) -> Execution:

@@ -38,6 +38,8 @@ DEFAULTS: dict[str, Any] = {
     "LISTEN_DATABASE": "default",
     "WORKER_RETENTION": "1h",
     "FAULT_POINTS": [],
+    "API_TOKENS": {},
+    "RETENTION": {},
 }
 
 FAULT_KINDS = ("step", "sleep", "event", "branch", "child", "group")
@@ -105,6 +107,54 @@ def _database_alias(key: str, value: Any) -> str:
     return value
 
 
+API_SCOPES = ("read", "write", "events")
+"""What an API token may do: read anything, operate (start, cancel, restart, rerun,
+retry a step, pause), send events."""
+
+
+def _api_tokens(key: str, value: Any) -> dict[str, frozenset[str]]:
+    if not isinstance(value, dict):
+        raise InvalidArgument(
+            '%s must be a dict of token to scopes, e.g. {"<token>": ["read"]}, not %r.'
+            % (key, value)
+        )
+    tokens = {}
+    for token, scopes in value.items():
+        if not isinstance(token, str) or len(token) < 16:
+            raise InvalidArgument(
+                "%s: every token must be a string of at least 16 characters." % key
+            )
+        if (
+            not isinstance(scopes, list | tuple)
+            or not scopes
+            or any(scope not in API_SCOPES for scope in scopes)
+        ):
+            raise InvalidArgument(
+                "%s: the scopes of a token must be a non-empty list of %s, not %r."
+                % (key, ", ".join(API_SCOPES), scopes)
+            )
+        tokens[token] = frozenset(scopes)
+    return tokens
+
+
+def _retention(key: str, value: Any) -> dict[str, float]:
+    from .states import TERMINAL
+
+    if not isinstance(value, dict):
+        raise InvalidArgument(
+            '%s must be a dict of final status to duration, e.g. {"COMPLETED": "30d"}, '
+            "not %r." % (key, value)
+        )
+    kept = {}
+    for status, duration in value.items():
+        if status not in TERMINAL:
+            raise InvalidArgument(
+                "%s: %r is not a final status; use %s." % (key, status, ", ".join(sorted(TERMINAL)))
+            )
+        kept[str(status)] = _duration(60, 100 * 365 * 86400)("%s[%r]" % (key, status), duration)
+    return kept
+
+
 CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "POLL_INTERVAL": _duration(0.01, 3600),
     "MAX_TASKS_PER_POLL": _integer(1, 1000),
@@ -119,6 +169,8 @@ CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "LISTEN_DATABASE": _database_alias,
     "WORKER_RETENTION": _duration(0, 365 * 86400),
     "FAULT_POINTS": _strings(item=_fault_point),
+    "API_TOKENS": _api_tokens,
+    "RETENTION": _retention,
 }
 """How each key is checked: a function returning the value to use, or raising
 ``InvalidArgument`` with a message that names the key."""
@@ -139,6 +191,10 @@ class Settings:
     listen_database: str
     worker_retention: float
     fault_points: frozenset[str]
+    api_tokens: dict[str, frozenset[str]]
+    """Token to scopes."""
+    retention: dict[str, float]
+    """Final status to the seconds after which its executions are deleted."""
 
 
 def check_value(key: str, value: Any, *, label: str | None = None) -> Any:

@@ -54,6 +54,15 @@ class Suspend(BaseException):
         self.checkpoint = checkpoint
 
 
+class Pause(Suspend):
+    """A pause rule holds the execution (or branch) before its next attempt: released
+    under ``rule_id``, it is due again when the rule ends."""
+
+    def __init__(self, rule_id: int) -> None:
+        super().__init__(None)
+        self.rule_id = rule_id
+
+
 class Abort(BaseException):
     """Fail the execution at once with ``error``, bypassing workflow retries."""
 

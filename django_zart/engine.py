@@ -20,10 +20,10 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
-from . import faults, serialization
+from . import faults, pauses, serialization
 from .branches import execute_branch
 from .conf import get_settings
-from .context import Abort, ExecutionContext, Suspend, current, run_async_body
+from .context import Abort, ExecutionContext, Pause, Suspend, current, run_async_body
 from .db.base import Store
 from .db.guard import connection_lost
 from .db.types import Claim, DatabaseUnavailable, LeaseLost, StoreRefused
@@ -57,6 +57,8 @@ class Outcome(StrEnum):
     """Cancelled while this worker ran it; it stopped at its next durable call."""
     DROPPED = "dropped"
     """The execution had finished already; its left-over task was deleted."""
+    PAUSED = "paused"
+    """A pause rule holds it; due again when the rule ends."""
 
 
 def execute(claim: Claim, store: Store) -> Outcome:
@@ -70,6 +72,7 @@ def execute(claim: Claim, store: Store) -> Outcome:
 def _lost(claim: Claim, store: Store) -> Outcome:
     status = store.execution_status(claim.execution_id)
     if status == ExecutionStatus.CANCELLED:
+        store.drop(claim)
         logger.info(
             "Execution cancelled while running execution=%s workflow=%s: stopped at its "
             "next durable call",
@@ -101,6 +104,10 @@ def _execute(claim: Claim, store: Store) -> Outcome:
     if claim.status in TERMINAL:
         store.drop(claim)
         return Outcome.DROPPED
+    step = claim.branch.name if claim.branch is not None else None
+    rule = pauses.matching(claim.execution_id, claim.workflow, step)
+    if rule is not None:
+        return _pause(claim, store, rule)
     if claim.kind == TaskKind.BRANCH:
         return Outcome(execute_branch(claim, store))
     try:
@@ -171,7 +178,24 @@ def _call(fn: Callable[..., Any], *args: Any) -> Any:
     return fn(*args)
 
 
+def _pause(claim: Claim, store: Store, rule_id: int) -> Outcome:
+    """Hold the claim under the rule; if the rule has ended since it was read, run on."""
+    if not store.pause(claim, rule_id):
+        pauses.invalidate()
+        store.release([claim.token], [claim.task_id])  # due again at once
+        return Outcome.SUSPENDED
+    logger.info(
+        "Execution paused execution=%s workflow=%s rule=%s",
+        claim.execution_id,
+        claim.workflow,
+        rule_id,
+    )
+    return Outcome.PAUSED
+
+
 def _suspend(ctx: ExecutionContext, suspend: Suspend) -> Outcome:
+    if isinstance(suspend, Pause):
+        return _pause(ctx.claim, ctx.store, suspend.rule_id)
     claim, wake_at = ctx.claim, suspend.wake_at
     if ctx.deadline is not None:
         wake_at = ctx.deadline if wake_at is None else min(wake_at, ctx.deadline)

@@ -7,9 +7,14 @@
      ├── UnknownWorkflow
      ├── ExecutionAlreadyExists
      ├── ExecutionNotFound
+     ├── StepNotFound
+     ├── PauseRuleNotFound
      ├── ExecutionFailed
      ├── ExecutionCancelled
-     ├── ExecutionFinished
+     ├── OperationRefused
+     │    ├── ExecutionFinished
+     │    ├── ExecutionNotFinished
+     │    └── StepNotFailed
      ├── WaitTimeout (also a TimeoutError)
      ├── NotInWorkflow
      ├── SerializationError
@@ -56,9 +61,10 @@ class UnknownWorkflow(ZartError):
 class ExecutionAlreadyExists(ZartError):
     """An execution with this id exists already; starting it again would run it twice."""
 
-    def __init__(self, execution_id: str, status: str) -> None:
+    def __init__(self, execution_id: str, status: str, workflow: str = "") -> None:
         self.execution_id = execution_id
         self.status = status
+        self.workflow = workflow
         super().__init__(
             "Execution %r already exists (status %s). Execution ids are idempotency keys: "
             "use zart.status() to read it, or pick another id for a new run."
@@ -95,16 +101,66 @@ class ExecutionCancelled(ZartError):
         super().__init__("Execution %r was cancelled." % execution_id)
 
 
-class ExecutionFinished(ZartError):
-    """The execution has finished; it cannot take events any more."""
+class StepNotFound(ZartError):
+    """The execution has no step of this name or position to rerun or retry."""
 
-    def __init__(self, execution_id: str, status: str) -> None:
+    def __init__(self, execution_id: str, step: str, known: list[str] | None = None) -> None:
+        self.execution_id = execution_id
+        self.step = step
+        hint = ""
+        if known:
+            shown = ", ".join(known[:20]) + (", ..." if len(known) > 20 else "")
+            hint = " Its steps: %s." % shown
+        super().__init__("Execution %r has no step %r.%s" % (execution_id, step, hint))
+
+
+class PauseRuleNotFound(ZartError):
+    """No pause rule has this id."""
+
+    def __init__(self, rule_id: object) -> None:
+        self.rule_id = rule_id
+        super().__init__("No pause rule with id %r exists." % (rule_id,))
+
+
+class OperationRefused(ZartError):
+    """The execution's state does not allow the operation; nothing was changed.
+
+    The message says why and what would work instead.
+    """
+
+
+class ExecutionFinished(OperationRefused):
+    """The execution has finished: it takes no events and cannot be cancelled."""
+
+    def __init__(self, execution_id: str, status: str, action: str = "take events") -> None:
         self.execution_id = execution_id
         self.status = status
+        self.action = action
         super().__init__(
-            "Execution %r has finished (status %s); the event was not stored."
-            % (execution_id, status)
+            "Execution %r has finished (status %s); it cannot %s." % (execution_id, status, action)
         )
+
+
+class ExecutionNotFinished(OperationRefused):
+    """A new run (restart, rerun, retry-step) needs a finished execution."""
+
+    def __init__(self, execution_id: str, status: str, action: str) -> None:
+        self.execution_id = execution_id
+        self.status = status
+        self.action = action
+        super().__init__(
+            "Execution %r is %s; only a finished execution can %s. Cancel it first, or "
+            "wait for it to finish." % (execution_id, status, action)
+        )
+
+
+class StepNotFailed(OperationRefused):
+    """``retry_step`` asked for a step that did not fail for good."""
+
+    def __init__(self, execution_id: str, step: str, detail: str) -> None:
+        self.execution_id = execution_id
+        self.step = step
+        super().__init__("Cannot retry step %r of execution %r: %s" % (step, execution_id, detail))
 
 
 class EventTimeout(ZartError, TimeoutError):

@@ -48,7 +48,7 @@ def send_event(execution_id: str, name: str, payload: Any = None) -> bool:
             raise ExecutionNotFound(execution_id)
         status, run_index = row
         if status in TERMINAL:
-            raise ExecutionFinished(execution_id, status)
+            raise ExecutionFinished(execution_id, status, "take events; the event was not stored")
         Event.objects.create(execution_id=execution_id, name=name, payload=encoded)
         waiting = Step.objects.filter(
             execution_id=execution_id,

@@ -86,7 +86,17 @@ class Execution(models.Model):
         # Plain b-tree indexes (no LIKE twins): every status change rewrites each index.
         indexes = [
             models.Index(fields=["workflow", "status"], name="zart_execution_workflow"),
-            models.Index(fields=["status"], name="zart_execution_status"),
+            # Counts by status, and retention's search for old finished executions.
+            models.Index(fields=["status", "finished_at"], name="zart_execution_finished"),
+        ]
+        permissions = [
+            ("start_execution", _("Can start executions")),
+            ("cancel_execution", _("Can cancel executions")),
+            ("restart_execution", _("Can restart executions")),
+            ("rerun_execution", _("Can rerun steps of executions")),
+            ("retry_execution", _("Can retry the failed step of executions")),
+            ("send_event", _("Can send events to executions")),
+            ("pause_execution", _("Can pause and resume work")),
         ]
 
     def __str__(self) -> str:
@@ -107,6 +117,14 @@ class Run(models.Model):
     )
     status = models.CharField(
         _("status"), max_length=16, choices=RunStatus.choices, default=RunStatus.RUNNING
+    )
+    triggered_by = models.CharField(
+        _("triggered by"),
+        max_length=200,
+        blank=True,
+        default="",
+        db_default="",
+        help_text=_("Who asked for this run: a user, a token, the command line, a schedule."),
     )
     error = models.JSONField(_("error"), null=True, blank=True)
     created_at = models.DateTimeField(_("created"), db_default=Now())
@@ -208,7 +226,7 @@ class TaskQuerySet(models.QuerySet["Task"]):
     def claimable(self, *, queues: list[str]) -> TaskQuerySet:
         """Due work that nobody holds, or whose holder's lease ran out (DB clock)."""
         return (
-            self.filter(queue__in=queues, run_after__lte=Now())
+            self.filter(queue__in=queues, run_after__lte=Now(), paused_by__isnull=True)
             .filter(models.Q(held_by__isnull=True) | models.Q(lease_until__lt=Now()))
             .order_by("priority", "run_after")
         )
@@ -254,6 +272,16 @@ class Task(models.Model):
         default=0,
         help_text=_("How often it was taken over from a worker whose lease expired."),
     )
+    paused_by = models.ForeignKey(
+        "PauseRule",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
+        verbose_name=_("paused by"),
+        help_text=_("The pause rule that holds it: no worker claims it until the rule ends."),
+    )
     created_at = models.DateTimeField(_("created"), db_default=Now())
 
     objects = TaskQuerySet.as_manager()
@@ -266,9 +294,16 @@ class Task(models.Model):
         indexes = [
             models.Index(
                 fields=["queue", "priority", "run_after"],
-                condition=models.Q(run_after__isnull=False),
+                condition=models.Q(run_after__isnull=False, paused_by__isnull=True),
                 name="zart_task_due",
-            )
+            ),
+            # Only paused tasks are in it: resuming a rule finds them, and an unpaused
+            # task (nearly all of them) costs this index nothing.
+            models.Index(
+                fields=["paused_by"],
+                condition=models.Q(paused_by__isnull=False),
+                name="zart_task_paused",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -358,6 +393,65 @@ class Schedule(models.Model):
 
     def __str__(self) -> str:
         return "%s (%s)" % (self.name, self.cron or "every %ss" % self.every)
+
+
+class PauseRuleQuerySet(models.QuerySet["PauseRule"]):
+    def active(self) -> PauseRuleQuerySet:
+        """Rules not ended; one past its ``expires_at`` is ended by the next worker sweep."""
+        return self.filter(ended_at__isnull=True)
+
+
+class PauseRule(models.Model):
+    """Stops dispatching matching work: an execution, a workflow, steps by a glob.
+
+    A rule with a step glob lets its executions run until they reach a matching step;
+    a rule without one holds every matching execution at once. Ending a rule (``resume``
+    or its expiry) makes the held work due again; nothing of it is lost.
+    """
+
+    execution_id = models.CharField(_("execution id"), max_length=255, blank=True)
+    workflow = models.CharField(_("workflow"), max_length=255, blank=True)
+    step = models.CharField(
+        _("step"), max_length=255, blank=True, help_text=_("A glob of step names, e.g. charge-*.")
+    )
+    reason = models.TextField(_("reason"), blank=True)
+    created_by = models.CharField(_("created by"), max_length=200, blank=True)
+    created_at = models.DateTimeField(_("created"), db_default=Now())
+    expires_at = models.DateTimeField(_("expires"), null=True, blank=True)
+    ended_at = models.DateTimeField(_("ended"), null=True, blank=True)
+    ended_by = models.CharField(_("ended by"), max_length=200, blank=True)
+    end_reason = models.CharField(
+        _("how it ended"), max_length=16, blank=True, help_text=_("resumed or expired")
+    )
+
+    objects = PauseRuleQuerySet.as_manager()
+
+    class Meta:
+        db_table = "zart_pause_rules"
+        verbose_name = _("pause rule")
+        verbose_name_plural = _("pause rules")
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(
+                fields=["expires_at"],
+                condition=models.Q(ended_at__isnull=True),
+                name="zart_pause_rule_active",
+            )
+        ]
+
+    def __str__(self) -> str:
+        parts = [
+            "execution %s" % self.execution_id if self.execution_id else "",
+            "workflow %s" % self.workflow if self.workflow else "",
+            "steps %s" % self.step if self.step else "",
+        ]
+        return "Pause rule %s: %s" % (self.pk, ", ".join(p for p in parts if p))
+
+    @property
+    def is_active(self) -> bool:
+        return self.ended_at is None and (
+            self.expires_at is None or self.expires_at > django_timezone.now()
+        )
 
 
 class Worker(models.Model):

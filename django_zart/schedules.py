@@ -18,17 +18,18 @@ from django.db import transaction
 from django.db.models.functions import Now
 
 from . import serialization
-from .client import cancel, create
+from .client import create
 from .cron import CronError
 from .db import get_store
 from .durations import Duration
 from .errors import ExecutionAlreadyExists
 from .models import Execution, Schedule
 from .names import check_name
+from .operations import cancel_quietly
 from .recurrence import Declaration, Recurrence
 from .recurrence import declared as declarations
 from .registry import Workflow, get_workflow
-from .states import OverlapPolicy
+from .states import OverlapPolicy, RunReason
 
 logger = logging.getLogger(__name__)
 
@@ -156,12 +157,23 @@ def _tick(row: Schedule, now: datetime) -> int:
                 tick = recurrence.next_after(tick)
                 continue
             if running and row.overlap == OverlapPolicy.CANCEL:
-                cancel(previous, reason="Replaced by the next tick of schedule %r." % row.name)
+                cancel_quietly(
+                    previous,
+                    reason="Replaced by the next tick of schedule %r." % row.name,
+                    by="schedule:%s" % row.name,
+                )
             execution_id = row.execution_id.format(
                 schedule=row.name, tick=tick.strftime(TICK_FORMAT), occurrence=row.occurrence
             )
             try:
-                create(definition, serialization.decode(row.input), execution_id, definition.queue)
+                create(
+                    definition,
+                    serialization.decode(row.input),
+                    execution_id,
+                    definition.queue,
+                    reason=RunReason.SCHEDULE,
+                    by="schedule:%s" % row.name,
+                )
                 started += 1
             except ExecutionAlreadyExists:
                 pass  # started by an earlier pass whose row update was lost: not again

@@ -22,13 +22,22 @@ class ExecutionStatus(models.TextChoices):
     """The workflow raised after its retries; ``error`` holds why."""
     CANCELLED = "CANCELLED", pgettext_lazy("Execution", "Cancelled")
     """Stopped on request before it finished."""
+    PAUSED = "PAUSED", pgettext_lazy("Execution", "Paused")
+    """A pause rule holds it: no worker runs it until the rule is resumed or expires."""
 
 
-TERMINAL = frozenset({ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED})
+TERMINAL: frozenset[str] = frozenset(
+    {ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED}
+)
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     ExecutionStatus.PENDING: frozenset(
-        {ExecutionStatus.RUNNING, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED}
+        {
+            ExecutionStatus.RUNNING,
+            ExecutionStatus.FAILED,
+            ExecutionStatus.CANCELLED,
+            ExecutionStatus.PAUSED,
+        }
     ),
     ExecutionStatus.RUNNING: frozenset(
         {
@@ -38,24 +47,46 @@ TRANSITIONS: dict[str, frozenset[str]] = {
             ExecutionStatus.COMPLETED,
             ExecutionStatus.FAILED,
             ExecutionStatus.CANCELLED,
+            ExecutionStatus.PAUSED,
         }
     ),
     ExecutionStatus.SUSPENDED: frozenset(
-        {ExecutionStatus.RUNNING, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED}
+        {
+            ExecutionStatus.RUNNING,
+            ExecutionStatus.FAILED,
+            ExecutionStatus.CANCELLED,
+            ExecutionStatus.PAUSED,
+        }
+    ),
+    ExecutionStatus.PAUSED: frozenset(
+        {ExecutionStatus.PENDING, ExecutionStatus.SUSPENDED, ExecutionStatus.CANCELLED}
     ),
     ExecutionStatus.COMPLETED: frozenset(),
     ExecutionStatus.FAILED: frozenset(),
     ExecutionStatus.CANCELLED: frozenset(),
 }
-"""Which status may follow which. Every status change is made by ``db.transitions`` (or
-a statement of the PostgreSQL store) with the source statuses of its target, computed
-by ``allowed_from``, in the same statement: a change that does not follow an edge here
-writes nothing."""
+"""Which status may follow which, for the workers and for cancel and pause. Every status
+change is made by ``db.transitions`` (or a statement of the PostgreSQL store) with the
+source statuses of its target, computed by ``allowed_from``, in the same statement: a
+change that does not follow an edge here writes nothing.
+
+A finished execution leaves its final status only by an operator's new run (restart,
+rerun, retry-step), which asks for it explicitly (``reopen``): no worker path can bring a
+finished execution back to life."""
+
+REOPEN: dict[str, frozenset[str]] = {ExecutionStatus.PENDING: TERMINAL}
+"""The edges only a new run may take: from a final status back to ``PENDING``."""
 
 
-def allowed_from(target: str) -> list[str]:
-    """The statuses an execution may be in to move to ``target``, sorted."""
-    return sorted(source for source, targets in TRANSITIONS.items() if target in targets)
+def allowed_from(target: str, *, reopen: bool = False) -> list[str]:
+    """The statuses an execution may be in to move to ``target``, sorted.
+
+    ``reopen`` adds the edges of ``REOPEN``, for a new run of a finished execution.
+    """
+    sources = {source for source, targets in TRANSITIONS.items() if target in targets}
+    if reopen:
+        sources |= REOPEN.get(target, frozenset())
+    return sorted(sources)
 
 
 class RunStatus(models.TextChoices):
@@ -81,6 +112,14 @@ class RunReason(models.TextChoices):
     """A rerun after the body raised, under the workflow's ``max_retries``."""
     COMPENSATION = "COMPENSATION", pgettext_lazy("Run", "Failure handler")
     """The workflow's ``on_failure`` handler, run once after the execution failed."""
+    SCHEDULE = "SCHEDULE", pgettext_lazy("Run", "Schedule")
+    """The first run, started by a recurring schedule's tick."""
+    RESTART = "RESTART", pgettext_lazy("Run", "Restart")
+    """``restart``: from scratch, replaying nothing."""
+    RERUN = "RERUN", pgettext_lazy("Run", "Rerun")
+    """``rerun``: every checkpoint kept but the chosen steps (and, from a step, those after)."""
+    RETRY_STEP = "RETRY_STEP", pgettext_lazy("Run", "Step retry")
+    """``retry_step``: the failed run's checkpoints kept, the failed step tried afresh."""
 
 
 class StepKind(models.TextChoices):

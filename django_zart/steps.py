@@ -164,7 +164,7 @@ class Step:
             return self._acall(ctx, call, args, kwargs)
         if self.is_async:
             return async_to_sync(self._acall)(ctx, call, args, kwargs)
-        return self.attempts(ctx, plan(ctx, call), args, kwargs)
+        return self.attempts(ctx, self.plan(ctx, call), args, kwargs)
 
     def number_call(
         self,
@@ -202,7 +202,7 @@ class Step:
     async def _acall(
         self, ctx: ExecutionContext, call: Call, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        attempt = await sync_to_async(plan)(ctx, call)
+        attempt = await sync_to_async(self.plan)(ctx, call)
         while True:
             if isinstance(attempt, Replayed):
                 return attempt.value
@@ -213,6 +213,15 @@ class Step:
                 attempt = await sync_to_async(failed)(ctx, self, attempt, exc)
             else:
                 return await sync_to_async(succeeded)(ctx, self, attempt, value)
+
+    def plan(self, ctx: ExecutionContext, call: Call) -> Attempt | Replayed:
+        """Replay the call, or give its next attempt unless a pause rule holds the step."""
+        planned = plan(ctx, call)
+        if isinstance(planned, Attempt):
+            from .pauses import check_step  # the models: loaded once the app is ready
+
+            check_step(ctx, self.name)
+        return planned
 
     def run_sync(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """One attempt of a sync step, under its timeout.

@@ -28,7 +28,7 @@ from typing import TypeVar
 
 from django.db import InterfaceError, OperationalError, connection
 
-from . import engine
+from . import engine, pauses
 from .conf import check_value, get_settings
 from .db import get_store
 from .db.guard import drop_dead_connection
@@ -38,6 +38,7 @@ from .listener import Listener
 from .models import Worker as WorkerRow
 from .names import check_name
 from .outages import OutageLog
+from .retention import prune_due
 from .schedules import run_due, sync_declared
 from .steps import abandoned_threads
 
@@ -50,6 +51,9 @@ SCHEDULE_INTERVAL = 1.0
 
 PRUNE_INTERVAL = 60.0
 """Seconds between a worker's deletions of long-dead workers' rows."""
+
+RETENTION_INTERVAL = 60.0
+"""Seconds between a worker's passes of ``ZART["RETENTION"]`` (a few batches each)."""
 
 
 def _running(pid: int) -> bool:
@@ -240,11 +244,16 @@ class Worker:
     def _loop(self) -> None:
         opts = self.options
         next_schedules = 0.0
+        next_retention = time.monotonic() + RETENTION_INTERVAL / 10
         while not self._stop.is_set():
             self._wake.clear()  # before claiming: a wake-up during the claim is kept
             if time.monotonic() >= next_schedules:
                 next_schedules = time.monotonic() + SCHEDULE_INTERVAL
                 self._guarded("starting due schedule ticks", run_due)
+                self._guarded("ending expired pause rules", pauses.sweep)
+            if time.monotonic() >= next_retention:
+                next_retention = time.monotonic() + RETENTION_INTERVAL
+                self._guarded("deleting executions past their retention", prune_due)
             capacity = opts.concurrency - abandoned_threads()
             with self._lock:
                 busy = len(self._running)

@@ -31,13 +31,14 @@ def test_cancelling_a_parent_cancels_its_children(run_worker: Callable[..., int]
     run_worker()
     run_worker()
     assert zart.status("wp-child").status == "SUSPENDED"
-    assert zart.cancel("wp", reason="changed my mind") is True
+    assert zart.cancel("wp", reason="changed my mind").status == "CANCELLED"
     assert zart.status("wp").status == "CANCELLED"
     assert zart.status("wp-child").status == "CANCELLED"
     assert not Task.objects.exists()
     with pytest.raises(zart.ExecutionCancelled):
         zart.wait_completion("wp", 1)
-    assert zart.cancel("wp") is False
+    with pytest.raises(zart.ExecutionFinished, match="cannot be cancelled"):
+        zart.cancel("wp")
     with pytest.raises(zart.ExecutionNotFound):
         zart.cancel("nope")
 

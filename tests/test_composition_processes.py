@@ -116,7 +116,7 @@ def test_children_failure_handlers_and_cancel_across_processes(worker_process: S
         zart.wait_completion("oo", 30)
     assert info.value.error["compensation"] == "completed"
     wait_for(lambda: zart.status("ww-child").status == "SUSPENDED", 30, "the waiting child")
-    assert zart.cancel("ww") is True
+    assert zart.cancel("ww").status == "CANCELLED"
     assert zart.status("ww-child").status == "CANCELLED"
     for worker in workers:
         assert worker.terminate() == 0

@@ -190,18 +190,22 @@ def _claim_for(execution: Execution, run: Run, task: Task, token: uuid.UUID) -> 
     )
 
 
-def test_a_cancelled_running_execution_is_logged_as_cancelled(
+def test_a_cancelled_running_execution_keeps_its_step_in_flight_and_stops(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     zart.start("arith", {"a": 1, "b": 2}, execution_id="cx")
     store = get_store()
     (claim,) = store.claim(queues=["default"], limit=1, lease=30)
     zart.cancel("cx")
+    assert Task.objects.filter(execution_id="cx").exists()  # the worker's, until it learns
     with caplog.at_level(logging.INFO, logger="django_zart"):
         assert engine.execute(claim, store) == "cancelled"
     assert "cancelled while running" in caplog.text
     assert "Lease lost" not in caplog.text
-    assert not Step.objects.filter(execution_id="cx").exists()
+    # The step in flight was checkpointed; nothing after it ran; the task is gone.
+    assert list(Step.objects.filter(execution_id="cx").values_list("name", flat=True)) == ["add"]
+    assert not Task.objects.filter(execution_id="cx").exists()
+    assert zart.status("cx").status == "CANCELLED"
 
 
 # -- workers -------------------------------------------------------------------------

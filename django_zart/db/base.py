@@ -37,7 +37,7 @@ from django.db.models import Case, DateTimeField, F, Q, Value, When
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from ..models import Event, Execution, Run, Step, StepAttempt, Task, Worker
+from ..models import Event, Execution, PauseRule, Run, Step, StepAttempt, Task, Worker
 from ..states import (
     RUN_STATUS_FOR,
     TERMINAL,
@@ -215,7 +215,11 @@ class Store(BranchWrites):
 
     @cached_property
     def _upsert_sql(self) -> str:
-        """The fenced checkpoint INSERT, built once per store from two class constants."""
+        """The fenced checkpoint INSERT, built once per store from two class constants.
+
+        It returns the execution's status too: a cancel lets the step in flight be
+        checkpointed, and the worker learns of it here, without a query of its own.
+        """
         return (
             "INSERT INTO zart_steps (run_id, execution_id, run_index, sequence, position, "  # noqa: S608
             "name, kind, status, result, error, attempts, wake_at, call_hash, created_at, "
@@ -224,21 +228,30 @@ class Store(BranchWrites):
             "WHERE EXISTS (SELECT 1 FROM zart_tasks WHERE id = %%s AND held_by = %%s%s) "
             "ON CONFLICT (run_id, position) DO UPDATE SET status = excluded.status, "
             "result = excluded.result, error = excluded.error, attempts = excluded.attempts, "
-            "wake_at = excluded.wake_at, updated_at = excluded.updated_at RETURNING id"
+            "wake_at = excluded.wake_at, updated_at = excluded.updated_at "
+            "RETURNING id, (SELECT e.status FROM zart_executions e "
+            "WHERE e.id = zart_steps.execution_id)"
             % (self.json_placeholder, self.json_placeholder, self.share_lock)
         )
 
     @store_operation
     def record(self, claim: Claim, point: Checkpoint) -> int:
-        """Write one checkpoint (one statement, one commit when there are no attempts)."""
+        """Write one checkpoint (one statement, one commit when there are no attempts).
+
+        Raises ``LeaseLost`` once it is written if the execution was cancelled: the step
+        in flight is kept, and nothing after it runs.
+        """
         if point.attempt_rows:
             with transaction.atomic():
-                step_id = self._upsert(claim, point)
+                step_id, status = self._upsert(claim, point)
                 self._attempt_rows(step_id, point)
-                return step_id
-        return self._upsert(claim, point)
+        else:
+            step_id, status = self._upsert(claim, point)
+        if status == ExecutionStatus.CANCELLED:
+            raise LeaseLost()
+        return step_id
 
-    def _upsert(self, claim: Claim, point: Checkpoint) -> int:
+    def _upsert(self, claim: Claim, point: Checkpoint) -> tuple[int, str]:
         ops = connection.ops
         at = ops.adapt_datetimefield_value(point.at)
         params = [
@@ -265,7 +278,7 @@ class Store(BranchWrites):
             row = cursor.fetchone()
         if row is None:
             raise LeaseLost()
-        return int(row[0])
+        return int(row[0]), row[1]
 
     def _attempt_rows(self, step_id: int, point: Checkpoint) -> None:
         StepAttempt.objects.bulk_create(
@@ -297,7 +310,7 @@ class Store(BranchWrites):
             )
             if event is None:
                 return None
-            step_id = self._upsert(claim, replace(point, result=json.dumps(event[1])))
+            step_id, _ = self._upsert(claim, replace(point, result=json.dumps(event[1])))
             Event.objects.filter(pk=event[0]).update(consumed_at=point.at, consumed_by=step_id)
         return step_id, event[1]
 
@@ -380,9 +393,30 @@ class Store(BranchWrites):
             self.notify(queue.get())
         return index
 
-    def _release_task(self, claim: Claim, *, run_after: Any) -> None:
+    @store_operation
+    def pause(self, claim: Claim, rule_id: int) -> bool:
+        """Hold the claimed body or branch under an active pause rule, due when it ends.
+
+        ``False`` (nothing written) if the rule has ended meanwhile.
+        """
+        with transaction.atomic():
+            self._fence(claim)
+            if not PauseRule.objects.active().filter(pk=rule_id).exists():
+                return False
+            if claim.kind == TaskKind.BODY and not transition(
+                claim.execution_id, ExecutionStatus.PAUSED
+            ):
+                raise LeaseLost()
+            self._release_task(claim, run_after=Now(), paused_by=rule_id)
+        return True
+
+    def _release_task(self, claim: Claim, *, run_after: Any, paused_by: int | None = None) -> None:
         released = Task.objects.filter(pk=claim.task_id, held_by=claim.token).update(
-            held_by=None, lease_until=None, run_after=run_after, wake_pending=False
+            held_by=None,
+            lease_until=None,
+            run_after=run_after,
+            wake_pending=False,
+            paused_by=paused_by,
         )
         if not released:
             raise LeaseLost()
@@ -417,7 +451,12 @@ class Store(BranchWrites):
     def next_due_in(self, *, queues: list[str]) -> float | None:
         """Seconds until the earliest released task of ``queues`` is due, if any."""
         run_after = (
-            Task.objects.filter(queue__in=queues, held_by__isnull=True, run_after__isnull=False)
+            Task.objects.filter(
+                queue__in=queues,
+                held_by__isnull=True,
+                run_after__isnull=False,
+                paused_by__isnull=True,
+            )
             .order_by("run_after")
             .values_list("run_after", flat=True)
             .first()

@@ -7,7 +7,7 @@ from typing import Any
 from django.db import transaction
 
 from ..models import Execution, Step, Task
-from ..states import StepKind, StepStatus, TaskKind
+from ..states import ExecutionStatus, StepKind, StepStatus, TaskKind
 from .guard import store_operation
 from .types import RECORD_COLUMNS, Checkpoint, Claim, LeaseLost, Record, loads_json, records
 
@@ -15,13 +15,13 @@ from .types import RECORD_COLUMNS, Checkpoint, Claim, LeaseLost, Record, loads_j
 class BranchWrites:
     """Mixed into ``Store``; uses its fenced ``_upsert`` and wake-up helpers."""
 
-    def _upsert(self, claim: Claim, point: Checkpoint) -> int:
+    def _upsert(self, claim: Claim, point: Checkpoint) -> tuple[int, str]:
         raise NotImplementedError
 
     def _attempt_rows(self, step_id: int, point: Checkpoint) -> None:
         raise NotImplementedError
 
-    def _release_task(self, claim: Claim, *, run_after: Any) -> None:
+    def _release_task(self, claim: Claim, *, run_after: Any, paused_by: int | None = None) -> None:
         raise NotImplementedError
 
     def wake_body(self, execution_id: str) -> None:
@@ -36,7 +36,10 @@ class BranchWrites:
     ) -> list[int]:
         """Record branches and queue them for any worker, in one transaction."""
         with transaction.atomic():
-            step_ids = [self._upsert(claim, point) for point in points]
+            written = [self._upsert(claim, point) for point in points]
+            if any(status == ExecutionStatus.CANCELLED for _, status in written):
+                raise LeaseLost()  # cancelled: no branch is queued
+            step_ids = [step_id for step_id, _ in written]
             queue = Execution.objects.values_list("queue", flat=True).get(pk=claim.execution_id)
             Task.objects.bulk_create(
                 Task(

@@ -106,6 +106,7 @@ UPDATE zart_workers
 -- name: next_due_in
 SELECT EXTRACT(EPOCH FROM min(run_after) - now()) FROM zart_tasks
  WHERE queue = ANY(%(queues)s) AND held_by IS NULL AND run_after IS NOT NULL
+   AND paused_by_id IS NULL
 
 -- name: notify
 SELECT pg_notify('{channel}', %(queue)s)

@@ -17,10 +17,16 @@ from ..models import Execution, Run
 from ..states import RunStatus, allowed_from
 
 
-def transition(execution_ids: str | list[str], to: str, **changes: Any) -> int:
-    """Move the executions to status ``to`` where allowed; return how many moved."""
+def transition(
+    execution_ids: str | list[str], to: str, *, reopen: bool = False, **changes: Any
+) -> int:
+    """Move the executions to status ``to`` where allowed; return how many moved.
+
+    ``reopen`` allows the edges out of a final status, for a new run an operator asked for.
+    """
     ids = [execution_ids] if isinstance(execution_ids, str) else execution_ids
-    return Execution.objects.filter(pk__in=ids, status__in=allowed_from(to)).update(
+    sources = allowed_from(to, reopen=reopen)
+    return Execution.objects.filter(pk__in=ids, status__in=sources).update(
         status=to, updated_at=Now(), **changes
     )
 
