@@ -636,15 +636,15 @@ def now_after_queue(data: None) -> str:
 # -- operations over HTTP -------------------------------------------------------------
 
 
-@zart.step("charge")
-def charge(amount: int) -> str:
-    mark("charge")
-    if count("charge") == 1:
+@zart.step("charge-once")
+def charge_once(amount: int) -> str:
+    mark("charge-once")
+    if count("charge-once") == 1:
         raise ConnectionError("card network down, the first time only")
     return "charged %d" % amount
 
 
 @zart.workflow("checkout")
 def checkout(data: dict) -> dict:
-    """Fails for good at its first run (``charge`` has no retries); fine once retried."""
-    return {"receipt": charge(data["amount"]), "total": add(data["amount"], 1)}
+    """Fails for good at its first run (``charge-once`` has no retries); fine once retried."""
+    return {"receipt": charge_once(data["amount"]), "total": add(data["amount"], 1)}

@@ -90,8 +90,7 @@ def token_scopes(token: str) -> frozenset[str] | None:
     settings = get_settings()
     found = False
     scopes: set[str] = set()
-    api_tokens: dict[str, frozenset[str]] = getattr(settings, "api_tokens", {})
-    for known, granted in api_tokens.items():
+    for known, granted in settings.api_tokens.items():
         if hmac.compare_digest(given, known.encode()):
             found = True
             scopes |= granted

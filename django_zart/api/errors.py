@@ -43,7 +43,12 @@ ENGINE_ERRORS: dict[type[errors.ZartError], tuple[int, str]] = {
     errors.SerializationError: (400, "invalid_payload"),
     errors.PayloadTooLarge: (413, "payload_too_large"),
     errors.ExecutionNotFound: (404, "not_found"),
+    errors.StepNotFound: (404, "step_not_found"),
+    errors.PauseRuleNotFound: (404, "rule_not_found"),
+    errors.OperationRefused: (409, "refused"),
     errors.ExecutionFinished: (409, "finished"),
+    errors.ExecutionNotFinished: (409, "not_finished"),
+    errors.StepNotFailed: (409, "step_not_failed"),
     errors.ExecutionAlreadyExists: (409, "already_exists"),
 }
 """Status and code of each engine error a request can cause; the rest are server errors."""

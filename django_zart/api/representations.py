@@ -16,7 +16,7 @@ from django.http import JsonResponse
 
 from .. import serialization
 from ..errors import ExecutionNotFound
-from ..models import Execution, Run, Step, StepAttempt
+from ..models import Execution, PauseRule, Run, Step, StepAttempt
 
 
 class ApiJSONEncoder(DjangoJSONEncoder):
@@ -77,7 +77,7 @@ def _run(run: Run) -> dict[str, Any]:
         "index": run.index,
         "reason": run.reason,
         "status": run.status,
-        "triggered_by": getattr(run, "triggered_by", ""),
+        "triggered_by": run.triggered_by,
         "error": run.error,
         "created_at": run.created_at,
         "finished_at": run.finished_at,
@@ -110,7 +110,7 @@ def _step(step: Step, attempts: list[StepAttempt]) -> dict[str, Any]:
     }
 
 
-def pause_rule(rule: Any) -> dict[str, Any]:
+def pause_rule(rule: PauseRule) -> dict[str, Any]:
     return {
         "id": rule.pk,
         "execution_id": rule.execution_id,

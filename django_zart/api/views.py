@@ -16,7 +16,8 @@ import time
 from typing import Any
 
 from django.db import connection
-from django.db.models import Q
+from django.db.models import Q, Subquery, Value
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.utils.dateparse import parse_datetime
 
@@ -73,9 +74,13 @@ def list_executions(request: HttpRequest, caller: Caller) -> HttpResponse:
     cursor = query.get("cursor")
     if cursor:
         created_at, last_id = _read_cursor(cursor)
-        found = found.filter(
-            Q(created_at__lt=created_at) | Q(created_at=created_at, pk__lt=last_id)
+        # The last row's own timestamp, as the database stores it (SQLite keeps text of
+        # another precision than a parameter would have); the cursor's copy if it is gone.
+        last = Coalesce(
+            Subquery(Execution.objects.filter(pk=last_id).values("created_at")[:1]),
+            Value(created_at),
         )
+        found = found.filter(Q(created_at__lt=last) | Q(created_at=last, pk__lt=last_id))
     page = list(found[: limit + 1])
     more = len(page) > limit
     page = page[:limit]
