@@ -294,6 +294,7 @@ def test_cancel(client: Client) -> None:
     cancelled = answer(call(client, "POST", "executions/c1/cancel", {"reason": "no longer"}), 200)
     assert cancelled["status"] == "CANCELLED"
     assert cancelled["error"]["message"] == "no longer"
+    assert cancelled["error"]["by"] == token_by(ALL)
 
 
 def test_cancel_a_finished_execution_is_409(client: Client) -> None:
@@ -343,28 +344,28 @@ def test_retry_step(client: Client, drain: Callable[..., None]) -> None:
     zart.start("checkout", {"amount": 5}, execution_id="rs1")
     drain("rs1")
     assert zart.status("rs1").status == ExecutionStatus.FAILED
-    refused(
-        call(client, "POST", "executions/rs1/retry-step", {"step": "add"}), 404, "step_not_found"
-    )
-    refused(call(client, "POST", "executions/rs1/retry-step", {}), 400, "invalid_argument")
-    answer(call(client, "POST", "executions/rs1/retry-step", {"step": "charge-once"}), 200)
+    before = list(Step.objects.values())
+    url = "executions/rs1/retry-step"
+    refused(call(client, "POST", url, {"step": "nope"}), 404, "step_not_found")
+    response = call(client, "POST", url, {"step": "add"})
+    assert "not a failure" in refused(response, 409, "step_not_failed")
+    refused(call(client, "POST", url, {}), 400, "invalid_argument")
+    assert list(Step.objects.values()) == before and zart.status("rs1").run_index == 1
+    retried = answer(call(client, "POST", url, {"step": "charge-once"}), 200)
+    assert retried["run_index"] == 2 and retried["runs"][-1]["reason"] == "RETRY_STEP"
     drain("rs1")
-    finished = zart.status("rs1")
-    assert finished.status == ExecutionStatus.COMPLETED
-    assert zart.wait_completion("rs1", 1) == {"receipt": "charged 5", "total": 6}
+    assert zart.wait_completion("rs1", 1) == {"receipt": "charged 6", "total": 6}
 
 
 @pytest.mark.django_db(transaction=True)
-def test_retry_a_step_that_did_not_fail_is_409(client: Client, drain: Callable[..., None]) -> None:
+def test_retry_a_step_of_a_completed_execution_is_409(
+    client: Client, drain: Callable[..., None]
+) -> None:
     zart.start("arith", {"a": 1, "b": 2}, execution_id="rs2")
     drain("rs2")
     before = list(Step.objects.values())
     response = call(client, "POST", "executions/rs2/retry-step", {"step": "add"})
-    assert response.status_code == 409 and answer(response, 409)["error"] in (
-        "step_not_failed",
-        "not_finished",
-        "refused",
-    )
+    assert "COMPLETED, not FAILED" in refused(response, 409, "step_not_failed")
     assert list(Step.objects.values()) == before
 
 

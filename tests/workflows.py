@@ -647,4 +647,5 @@ def charge_once(amount: int) -> str:
 @zart.workflow("checkout")
 def checkout(data: dict) -> dict:
     """Fails for good at its first run (``charge-once`` has no retries); fine once retried."""
-    return {"receipt": charge_once(data["amount"]), "total": add(data["amount"], 1)}
+    total = add(data["amount"], 1)
+    return {"receipt": charge_once(total), "total": total}
