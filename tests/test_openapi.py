@@ -94,7 +94,7 @@ schema = schemathesis.openapi.from_dict(document("/zart"))
 @pytest.mark.django_db(transaction=True)
 @schema.parametrize()
 @settings(
-    max_examples=8,
+    max_examples=25,
     deadline=None,
     suppress_health_check=list(HealthCheck),
     derandomize=True,
