@@ -631,3 +631,41 @@ def abandons(data: dict) -> str:
 @zart.workflow("now-after-queue")
 def now_after_queue(data: None) -> str:
     return zart.now("seen").isoformat()
+
+
+# -- operations: restart, rerun, retry-step, pause ---------------------------------------
+
+
+def _operated(name: str) -> str:
+    mark(name)
+    if Flag.objects.filter(name="fail-%s" % name).exists():
+        raise RuntimeError("%s is told to fail" % name)
+    return name.upper()
+
+
+@zart.step("ops-prepare")
+def ops_prepare() -> str:
+    return _operated("ops-prepare")
+
+
+@zart.step("ops-charge")
+def ops_charge() -> str:
+    return _operated("ops-charge")
+
+
+@zart.step("ops-ship")
+def ops_ship() -> str:
+    return _operated("ops-ship")
+
+
+@zart.workflow("ops")
+def ops(data: dict) -> dict:
+    done = [ops_prepare(), ops_charge(), ops_ship()]
+    return {"done": done, "input": data}
+
+
+@zart.workflow("ops-sleep")
+def ops_sleep(data: dict) -> str:
+    ops_prepare()
+    zart.sleep("nap", data["seconds"])
+    return ops_ship()
