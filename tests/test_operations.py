@@ -400,3 +400,13 @@ def test_a_pause_rule_is_a_row_the_admin_can_show() -> None:
     assert str(rule) == "Pause rule %d: workflow ops, steps ops-*" % rule.pk
     assert rule.is_active
     assert PauseRule.objects.active().get() == rule
+
+
+def test_workers_apply_the_retention_setting_in_small_passes() -> None:
+    from django_zart.retention import prune_due
+
+    ExecutionFactory.create_batch(3, completed=True, finished_at=timezone.now() - timedelta(days=2))
+    assert prune_due() == 0  # no RETENTION: nothing is ever deleted behind anyone's back
+    with override_settings(ZART={"RETENTION": {"COMPLETED": "1d"}}):
+        assert prune_due() == 3
+    assert not Execution.objects.exists()
