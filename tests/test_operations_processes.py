@@ -3,6 +3,7 @@ operator cancels, restarts, reruns and pauses it."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import pytest
@@ -88,4 +89,40 @@ def test_a_step_pause_holds_running_work_at_that_step_across_workers(
     zart.resume(rule.pk)
     wait_for(lambda: finished(*ids), 30, "the resumed executions")
     assert all(effects(i) == [1, 1, 1] for i in ids)
+    clean(*workers)
+
+
+def test_cancels_and_restarts_racing_three_workers_lose_and_repeat_nothing(
+    worker_process: Start,
+) -> None:
+    """Sixty executions of ten short steps on three workers; twenty are cancelled at
+    random moments, ten of those restarted. Every step body that ran has its checkpoint
+    (the step in flight is kept), none ran after its cancel was seen, and every
+    execution ends as it should."""
+    import random
+
+    ids = ["race-%d" % n for n in range(60)]
+    workers = [worker_process("--poll-interval", "0.05", "--concurrency", "4") for _ in range(3)]
+    for execution_id in ids:
+        zart.start("ticks", {"seconds": 0.02, "steps": 10}, execution_id=execution_id)
+    cancelled = random.sample(ids, 20)
+    for execution_id in cancelled:
+        time.sleep(random.uniform(0, 0.05))
+        try:
+            zart.cancel(execution_id)
+        except zart.ExecutionFinished:
+            cancelled.remove(execution_id)
+    restarted = cancelled[:10]
+    wait_for(lambda: not Task.objects.filter(execution_id__in=cancelled).exists(), 30, "let go")
+    for execution_id in restarted:
+        zart.restart(execution_id)
+    wait_for(lambda: finished(*ids), 60, "every execution")
+    for execution_id in ids:
+        status = zart.status(execution_id).status
+        expected = "CANCELLED" if execution_id in set(cancelled) - set(restarted) else "COMPLETED"
+        assert status == expected, (execution_id, status)
+        checkpoints = Step.objects.filter(execution_id=execution_id, status="COMPLETED").count()
+        ran = SideEffect.objects.filter(execution_id=execution_id).count()
+        assert ran == checkpoints, (execution_id, ran, checkpoints)
+    assert not Task.objects.exists()
     clean(*workers)

@@ -669,3 +669,15 @@ def ops_sleep(data: dict) -> str:
     ops_prepare()
     zart.sleep("nap", data["seconds"])
     return ops_ship()
+
+
+@zart.step("tick")
+def tick(seconds: float) -> str:
+    mark("tick")
+    time.sleep(seconds)
+    return "tick"
+
+
+@zart.workflow("ticks")
+def ticks(data: dict) -> int:
+    return len([tick(data["seconds"]) for _ in range(data["steps"])])
