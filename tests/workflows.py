@@ -631,3 +631,17 @@ def abandons(data: dict) -> str:
 @zart.workflow("now-after-queue")
 def now_after_queue(data: None) -> str:
     return zart.now("seen").isoformat()
+
+
+@zart.step("gate", retry=zart.Retry.fixed(2, "10ms"))
+def gate(name: str) -> str:
+    """Fails while its Flag says ``closed``: an operator opens it, then retries the step."""
+    mark(name)
+    if Flag.objects.filter(name=name, value="closed").exists():
+        raise RuntimeError("gate %s is closed" % name)
+    return "passed %s" % name
+
+
+@zart.workflow("gates")
+def gates(data: dict) -> list:
+    return [gate(name) for name in data["gates"]]
