@@ -30,7 +30,7 @@ from tests.factories import (
     StepFactory,
     error_dict,
 )
-from tests.models import Flag
+from tests.models import Flag, SideEffect
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -64,7 +64,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def failed_execution(**kwargs: Any) -> Execution:
     """A failed execution whose step ``charge-card`` failed twice; the run ended failed."""
-    execution = ExecutionFactory(failed=True, workflow="gates", **kwargs)
+    execution = ExecutionFactory(failed=True, workflow="ops", **kwargs)
     run = RunFactory(execution=execution, status="FAILED", error=execution.error)
     StepFactory(run=run, name="validate", sequence=1)
     step = StepFactory(
@@ -300,17 +300,17 @@ def test_cancel_a_finished_execution_is_refused_and_changes_nothing() -> None:
 
 
 def test_retry_step_gives_a_failed_step_new_attempts(drain: Any) -> None:
-    Flag.objects.create(name="g1", value="closed")
-    zart.start("gates", {"gates": ["g1"]}, execution_id="gated")
-    drain("gated")
-    assert zart.status("gated").status == "FAILED"
-    Flag.objects.filter(name="g1").delete()
-    out = zart_cmd("retry-step", "gated", "gate")
-    assert out.startswith("Retrying step 'gate' of gated: run ")
-    drain("gated")
-    assert zart.wait_completion("gated", 1) == ["passed g1"]
-    runs = list(Run.objects.filter(execution_id="gated").order_by("index"))
-    assert runs[-1].triggered_by == BY
+    Flag.objects.create(name="fail-ops-charge", value="yes")
+    zart.start("ops", {}, execution_id="stuck")
+    drain("stuck")
+    assert zart.status("stuck").status == "FAILED"
+    Flag.objects.all().delete()
+    out = zart_cmd("retry-step", "stuck", "ops-charge")
+    assert out == "Retrying step 'ops-charge' of stuck: run 2, status PENDING.\n"
+    drain("stuck")
+    assert zart.wait_completion("stuck", 1)["done"] == ["OPS-PREPARE", "OPS-CHARGE", "OPS-SHIP"]
+    run = Run.objects.get(execution_id="stuck", index=2)
+    assert (run.reason, run.triggered_by) == ("RETRY_STEP", BY)
 
 
 def test_restart_with_new_data_runs_from_scratch(drain: Any) -> None:
@@ -327,18 +327,19 @@ def test_restart_with_new_data_runs_from_scratch(drain: Any) -> None:
     assert zart.wait_completion("again", 1) == {"sum": 114}  # the input it was given last
 
 
-def test_rerun_from_a_step(drain: Any) -> None:
-    zart.start("gates", {"gates": ["r1", "r2"]}, execution_id="twice")
+def test_rerun_from_a_step_or_chosen_steps(drain: Any) -> None:
+    zart.start("ops", {}, execution_id="twice")
     drain("twice")
-    out = zart_cmd("rerun", "twice", "--from-step", "gate#2")
-    assert out.startswith("Rerunning from step 'gate#2' of twice: run 2")
+    out = zart_cmd("rerun", "twice", "--from-step", "ops-charge")
+    assert out == "Rerunning from step 'ops-charge' of twice: run 2, status PENDING.\n"
     drain("twice")
     run = Run.objects.get(execution_id="twice", index=2)
     assert (run.reason, run.triggered_by, run.status) == ("RERUN", BY, "COMPLETED")
-    out = zart_cmd("rerun", "twice", "--step", "gate", "--step", "gate#2")
-    assert out.startswith("Rerunning steps 'gate', 'gate#2' of twice: run 3")
+    out = zart_cmd("rerun", "twice", "--step", "ops-prepare", "--step", "ops-ship")
+    assert out.startswith("Rerunning steps 'ops-prepare', 'ops-ship' of twice: run 3")
     drain("twice")
-    assert zart.wait_completion("twice", 1) == ["passed r1", "passed r2"]
+    ran = SideEffect.objects.filter(execution_id="twice").values_list("step", flat=True)
+    assert sorted(ran) == sorted(["ops-prepare"] * 2 + ["ops-charge"] * 2 + ["ops-ship"] * 3)
 
 
 def test_retry_a_step_that_did_not_fail_is_refused_and_changes_nothing() -> None:

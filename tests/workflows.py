@@ -633,15 +633,39 @@ def now_after_queue(data: None) -> str:
     return zart.now("seen").isoformat()
 
 
-@zart.step("gate", retry=zart.Retry.fixed(2, "10ms"))
-def gate(name: str) -> str:
-    """Fails while its Flag says ``closed``: an operator opens it, then retries the step."""
+# -- operations: restart, rerun, retry-step, pause ---------------------------------------
+
+
+def _operated(name: str) -> str:
     mark(name)
-    if Flag.objects.filter(name=name, value="closed").exists():
-        raise RuntimeError("gate %s is closed" % name)
-    return "passed %s" % name
+    if Flag.objects.filter(name="fail-%s" % name).exists():
+        raise RuntimeError("%s is told to fail" % name)
+    return name.upper()
 
 
-@zart.workflow("gates")
-def gates(data: dict) -> list:
-    return [gate(name) for name in data["gates"]]
+@zart.step("ops-prepare")
+def ops_prepare() -> str:
+    return _operated("ops-prepare")
+
+
+@zart.step("ops-charge")
+def ops_charge() -> str:
+    return _operated("ops-charge")
+
+
+@zart.step("ops-ship")
+def ops_ship() -> str:
+    return _operated("ops-ship")
+
+
+@zart.workflow("ops")
+def ops(data: dict) -> dict:
+    done = [ops_prepare(), ops_charge(), ops_ship()]
+    return {"done": done, "input": data}
+
+
+@zart.workflow("ops-sleep")
+def ops_sleep(data: dict) -> str:
+    ops_prepare()
+    zart.sleep("nap", data["seconds"])
+    return ops_ship()
