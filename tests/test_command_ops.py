@@ -160,6 +160,7 @@ def test_status_json_has_the_execution_its_runs_and_its_steps_with_attempts() ->
         "workflow",
         "queue",
         "status",
+        "finished",
         "run_index",
         "parent_id",
         "input",
@@ -194,11 +195,11 @@ def test_status_json_has_the_execution_its_runs_and_its_steps_with_attempts() ->
         2,
         "card declined",
     )
-    assert [(a["number"], a["status"]) for a in charge["attempt_log"]] == [
+    assert [(a["number"], a["status"]) for a in charge["attempt_history"]] == [
         (1, "FAILED"),
         (2, "FAILED"),
     ]
-    assert data["steps"][0]["attempt_log"] == []
+    assert data["steps"][0]["attempt_history"] == []
     assert datetime.fromisoformat(data["created_at"])  # ISO 8601
 
 
@@ -402,6 +403,8 @@ def test_pause_resume_and_pause_list() -> None:
     assert "ended" in zart_cmd("resume", str(rule.pk))
     rule.refresh_from_db()
     assert (rule.is_active, rule.ended_by) == (False, BY)
+    with pytest.raises(CommandError, match="ended"):
+        zart_cmd("resume", str(rule.pk))
     assert zart_cmd("pause-list") == "No active pause rules.\n"
     ended = zart_cmd("pause-list", "--all").splitlines()
     assert ended[0].split()[-2:] == ["ENDED", "HOW"]

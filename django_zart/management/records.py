@@ -40,6 +40,7 @@ def execution(row: Execution) -> dict[str, Any]:
         "workflow": row.workflow,
         "queue": row.queue,
         "status": row.status,
+        "finished": row.is_finished,
         "run_index": row.run_index,
         "parent_id": row.parent_id,
         "input": decode(row.input),
@@ -79,8 +80,11 @@ def run(row: Run) -> dict[str, Any]:
 
 
 def step(row: Step, attempts: list[StepAttempt]) -> dict[str, Any]:
-    """A step; ``attempt_log`` lists its attempts when it needed more than one (a step
-    that succeeded at once has none: ``attempts`` is then 1)."""
+    """A step; ``attempt_history`` lists its attempts when it needed more than one (a
+    step that succeeded at once has none: ``attempts`` is then 1).
+
+    The keys are those of the HTTP API's step, so a script reads either alike.
+    """
     return {
         "run_index": row.run_index,
         "sequence": row.sequence,
@@ -94,7 +98,7 @@ def step(row: Step, attempts: list[StepAttempt]) -> dict[str, Any]:
         "wake_at": row.wake_at,
         "created_at": row.created_at,
         "updated_at": row.updated_at,
-        "attempt_log": [
+        "attempt_history": [
             {
                 "number": attempt.number,
                 "status": attempt.status,

@@ -194,7 +194,7 @@ def _step_rows(steps: list[dict[str, Any]], style: Style) -> Iterable[list[str |
             when(step["updated_at"]),
             outcome,
         ]
-        for attempt in step["attempt_log"]:
+        for attempt in step["attempt_history"]:
             yield [
                 "",
                 "",
