@@ -256,6 +256,8 @@ def test_list_filters_by_status_and_workflow_and_limits() -> None:
     assert table[0].split() == ["ID", "WORKFLOW", "STATUS", "QUEUE", "RUN", "CREATED", "FINISHED"]
     assert len(table) == 5 and table[-1] == "(the newest 3 shown; --limit for more)"
     assert zart_cmd("list", "--workflow", "nothing") == "No executions.\n"
+    with pytest.raises(CommandError, match="--limit must be at least 1"):
+        zart_cmd("list", "--limit", "0")
     with pytest.raises(CommandError, match="invalid choice: 'DONE'"):
         zart_cmd("list", "--status", "done")
 
@@ -516,6 +518,27 @@ def test_exit_1_for_a_refusal_with_one_line_on_stderr() -> None:
         1,
         "CommandError: No execution with id 'ghost' exists.\n",
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (["retry-step", "refused", "validate"], "Cannot retry step 'validate' of execution"),
+        (["rerun", "refused", "--step", "nope"], "Execution 'refused' has no step 'nope'"),
+        (["restart", "running"], "Execution 'running' is RUNNING"),
+        (["resume", "9999"], "No pause rule with id 9999"),
+        (["wait", "running", "--timeout", "0.1"], "Execution 'running' did not finish"),
+        (["send-event", "refused", "approved"], "Execution 'refused' has finished"),
+    ],
+)
+def test_exit_1_for_each_refusal(args: list[str], reason: str) -> None:
+    failed_execution(id="refused")
+    ExecutionFactory(id="running", workflow="ops", status="RUNNING")
+    done = run_cli(*args)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr.startswith("CommandError: " + reason), done.stderr
+    assert done.stderr.count("\n") == 1
+    assert Run.objects.filter(execution_id="refused").count() == 1
 
 
 @pytest.mark.parametrize(
