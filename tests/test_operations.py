@@ -410,3 +410,23 @@ def test_workers_apply_the_retention_setting_in_small_passes() -> None:
     with override_settings(ZART={"RETENTION": {"COMPLETED": "1d"}}):
         assert prune_due() == 3
     assert not Execution.objects.exists()
+
+
+def test_a_restart_takes_the_work_from_a_worker_still_running_the_cancelled_run(
+    drain: Drain,
+) -> None:
+    """Cancelled while running, then restarted before its worker's next write: that
+    worker's next write is refused, so the old run cannot finish the new one."""
+    from django_zart import engine
+    from django_zart.db import get_store
+
+    zart.start("ops", {}, execution_id="stale")
+    store = get_store()
+    (claim,) = store.claim(queues=["default"], limit=1, lease=30)
+    zart.cancel("stale")
+    zart.restart("stale")
+    assert engine.execute(claim, store) == "lease-lost"
+    assert not Step.objects.filter(run_index=1).exists()
+    drain("stale")
+    assert zart.status("stale").status == "COMPLETED"
+    assert [r[1:3] for r in runs("stale")] == [("INITIAL", "CANCELLED"), ("RESTART", "COMPLETED")]
