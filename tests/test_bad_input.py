@@ -429,7 +429,7 @@ def test_runzartworker_refuses_bad_options_and_leaves_no_worker_row(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["waiting", "approved", "--data", "{nope"], "--data is not valid JSON"),
+        (["waiting", "approved", "--data", "{nope"], "argument --data: not valid JSON"),
         (["waiting", "appr\x00ved"], "event name contains a NUL character"),
         (["waiting", "approved", "--data", '"\\u0000"'], "NUL character"),
         (["ghost", "approved"], "No execution with id 'ghost' exists"),
