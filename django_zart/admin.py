@@ -349,7 +349,15 @@ class EventAdmin(ReadOnlyAdmin):
     list_defer = ("payload",)
     search_fields = ("=execution__id", "name")
     ordering = ("-pk",)
-    fields = ("execution", "name", "payload_html", "sent_at", "consumed_at", "consumed_by")
+    fields = (
+        "execution",
+        "name",
+        "payload_html",
+        "sent_at",
+        "sent_by",
+        "consumed_at",
+        "consumed_by",
+    )
     readonly_fields = ("payload_html",)
 
     execution_html = execution_column

@@ -430,3 +430,14 @@ def test_a_restart_takes_the_work_from_a_worker_still_running_the_cancelled_run(
     drain("stale")
     assert zart.status("stale").status == "COMPLETED"
     assert [r[1:3] for r in runs("stale")] == [("INITIAL", "CANCELLED"), ("RESTART", "COMPLETED")]
+
+
+def test_an_event_records_who_sent_it(run_worker: RunWorker) -> None:
+    from django_zart.models import Event
+
+    zart.start("approval", {}, execution_id="ask")
+    run_worker()
+    zart.send_event("ask", "approved", {"by": "ann"}, by="http:user:ann")
+    assert Event.objects.get(execution_id="ask").sent_by == "http:user:ann"
+    with unchanged_tables(), pytest.raises(zart.InvalidArgument, match="by must be a string"):
+        zart.send_event("ask", "approved", by=None)  # type: ignore[arg-type]

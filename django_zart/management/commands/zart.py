@@ -128,7 +128,7 @@ class Command(BaseCommand):
         self.show(as_json, record, text.summary)
 
     def do_send_event(self, *, execution_id: str, name: str, data: Any, **options: Any) -> None:
-        woke = zart.send_event(execution_id, name, data)
+        woke = zart.send_event(execution_id, name, data, by=self.by)
         self.stdout.write(
             "Event %r sent to %s: %s."
             % (
