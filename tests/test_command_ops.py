@@ -505,6 +505,13 @@ def test_exit_0_with_plain_output_when_piped() -> None:
     assert "\x1b[" not in done.stdout and done.stderr == ""
 
 
+def test_djangos_own_options_work_after_the_subcommand_too() -> None:
+    failed_execution(id="after")
+    done = run_cli("status", "after", "--settings", "tests.settings", "-v", "0", "--traceback")
+    assert done.returncode == 0, done.stderr
+    assert "charge-card" in done.stdout
+
+
 def test_exit_1_for_a_refusal_with_one_line_on_stderr() -> None:
     ExecutionFactory(id="finished", completed=True)
     done = run_cli("cancel", "finished")

@@ -68,12 +68,23 @@ def add_subcommands(parser: CommandParser) -> dict[str, CommandParser]:
 
     def add(name: str, help: str) -> CommandParser:
         sub: CommandParser = commands.add_parser(name, help=help, description=help)
-        # Django's colour options belong before the subcommand; accept them after it
-        # too, where people type them (SUPPRESS: absent, they leave Django's value).
-        for flag in ("--no-color", "--force-color"):
+        # Django's own options belong before the subcommand; accept them after it too,
+        # where people type them (``manage.py zart list --settings prod``). SUPPRESS:
+        # absent, they leave the value given before the subcommand, or Django's default.
+        for flag in ("--no-color", "--force-color", "--traceback", "--skip-checks"):
             sub.add_argument(
                 flag, action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
             )
+        for flag in ("--settings", "--pythonpath"):
+            sub.add_argument(flag, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        sub.add_argument(
+            "-v",
+            "--verbosity",
+            type=int,
+            choices=[0, 1, 2, 3],
+            default=argparse.SUPPRESS,
+            help=argparse.SUPPRESS,
+        )
         parsers[name] = sub
         return sub
 
