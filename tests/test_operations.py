@@ -441,3 +441,23 @@ def test_an_event_records_who_sent_it(run_worker: RunWorker) -> None:
     assert Event.objects.get(execution_id="ask").sent_by == "http:user:ann"
     with unchanged_tables(), pytest.raises(zart.InvalidArgument, match="by must be a string"):
         zart.send_event("ask", "approved", by=None)  # type: ignore[arg-type]
+
+
+def test_retry_and_rerun_of_parallel_branches(drain: Drain) -> None:
+    """A failed branch is retried alone (its finished siblings are replayed); a rerun of
+    the branch step schedules every branch again and waits for them again."""
+    Flag.objects.create(name="fail-ops-part", value="1")
+    zart.start("ops-fan", {}, execution_id="fan")
+    drain("fan")
+    assert zart.status("fan").status == "FAILED"
+    Flag.objects.all().delete()
+    zart.retry_step("fan", "ops-part#2")
+    drain("fan")
+    assert zart.wait_completion("fan", 1) == [0, 10, 20, "OPS-SHIP"]
+    assert [ran("fan", "part-%d" % i) for i in range(3)] == [1, 2, 1]
+    assert ran("fan", "ops-ship") == 1
+    zart.rerun("fan", steps=["ops-part"])
+    drain("fan")
+    assert zart.wait_completion("fan", 1) == [0, 10, 20, "OPS-SHIP"]
+    assert [ran("fan", "part-%d" % i) for i in range(3)] == [2, 3, 2]
+    assert ran("fan", "ops-ship") == 1

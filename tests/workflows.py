@@ -681,3 +681,17 @@ def tick(seconds: float) -> str:
 @zart.workflow("ticks")
 def ticks(data: dict) -> int:
     return len([tick(data["seconds"]) for _ in range(data["steps"])])
+
+
+@zart.step("ops-part")
+def ops_part(i: int) -> int:
+    mark("part-%d" % i)
+    if i == 1 and Flag.objects.filter(name="fail-ops-part").exists():
+        raise RuntimeError("part 1 is told to fail")
+    return i * 10
+
+
+@zart.workflow("ops-fan")
+def ops_fan(data: dict) -> list:
+    parts = zart.map(ops_part, range(3))
+    return [*parts, ops_ship()]
