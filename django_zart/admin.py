@@ -25,7 +25,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from .models import Event, Execution, Run, Schedule, Step, StepAttempt, Task, Worker
+from .models import Event, Execution, PauseRule, Run, Schedule, Step, StepAttempt, Task, Worker
 
 if TYPE_CHECKING:
     from django_stubs_ext import StrOrPromise
@@ -162,7 +162,15 @@ class ReadOnlyInline(admin.TabularInline):  # type: ignore[type-arg]  # generic 
 
 class RunInline(ReadOnlyInline):
     model = Run
-    fields = ("index", "reason", "status", "created_at", "finished_at", "error_html")
+    fields = (
+        "index",
+        "reason",
+        "triggered_by",
+        "status",
+        "created_at",
+        "finished_at",
+        "error_html",
+    )
     readonly_fields = fields
     ordering = ("index",)
 
@@ -286,6 +294,7 @@ class TaskAdmin(ReadOnlyAdmin):
         "held_by",
         "lease_until",
         "recoveries",
+        "paused_by",
         "created_at",
     )
     list_filter = ("kind", "queue")
@@ -340,11 +349,37 @@ class EventAdmin(ReadOnlyAdmin):
     list_defer = ("payload",)
     search_fields = ("=execution__id", "name")
     ordering = ("-pk",)
-    fields = ("execution", "name", "payload_html", "sent_at", "consumed_at", "consumed_by")
+    fields = (
+        "execution",
+        "name",
+        "payload_html",
+        "sent_at",
+        "sent_by",
+        "consumed_at",
+        "consumed_by",
+    )
     readonly_fields = ("payload_html",)
 
     execution_html = execution_column
     payload_html = shown("payload", _("payload"), limit=PAGE_LIMIT)
+
+
+@admin.register(PauseRule)
+class PauseRuleAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "execution_id",
+        "workflow",
+        "step",
+        "reason",
+        "created_by",
+        "created_at",
+        "expires_at",
+        "ended_at",
+        "end_reason",
+    )
+    list_filter = ("end_reason", "workflow")
+    search_fields = ("=execution_id", "workflow", "step", "reason")
 
 
 @admin.register(Schedule)

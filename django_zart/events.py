@@ -10,22 +10,25 @@ from django.db import transaction
 from . import serialization
 from .conf import get_settings
 from .db import get_store
-from .errors import ExecutionFinished, ExecutionNotFound
+from .errors import ExecutionFinished, ExecutionNotFound, InvalidArgument
 from .models import Event, Execution, Step, Task
 from .names import MAX_ID_LENGTH, check_name
 from .states import TERMINAL, StepKind, StepStatus, TaskKind
 
 
-def send_event(execution_id: str, name: str, payload: Any = None) -> bool:
+def send_event(execution_id: str, name: str, payload: Any = None, *, by: str = "") -> bool:
     """Store event ``name`` for the execution and wake it if it waits for it.
 
     Returns ``True`` when the execution was waiting for this event (it is due now), and
     ``False`` when the event is kept for a later ``wait_for_event`` of that name. Raises
     ``ExecutionNotFound`` for an unknown id and ``ExecutionFinished`` for a finished one:
-    nothing is stored then. Joins the caller's transaction like ``start``.
+    nothing is stored then. Joins the caller's transaction like ``start``. ``by`` says
+    who sent it; it is stored with the event.
     """
     check_name(execution_id, "execution_id", limit=MAX_ID_LENGTH)
     check_name(name, "The event name")
+    if not isinstance(by, str):
+        raise InvalidArgument("by must be a string, not %r." % (by,))
     what = "the payload of event %r" % name
     encoded = serialization.encode(payload, what)
     serialization.dumps(encoded, what, get_settings().max_payload_bytes)
@@ -49,7 +52,12 @@ def send_event(execution_id: str, name: str, payload: Any = None) -> bool:
         status, run_index = row
         if status in TERMINAL:
             raise ExecutionFinished(execution_id, status, "take events; the event was not stored")
-        Event.objects.create(execution_id=execution_id, name=name, payload=encoded)
+        Event.objects.create(
+            execution_id=execution_id,
+            name=name,
+            payload=encoded,
+            sent_by=serialization.clean(by)[:200],
+        )
         waiting = Step.objects.filter(
             execution_id=execution_id,
             run_index=run_index,
@@ -68,5 +76,5 @@ def send_event(execution_id: str, name: str, payload: Any = None) -> bool:
     return waiting
 
 
-async def asend_event(execution_id: str, name: str, payload: Any = None) -> bool:
-    return await sync_to_async(send_event)(execution_id, name, payload)
+async def asend_event(execution_id: str, name: str, payload: Any = None, *, by: str = "") -> bool:
+    return await sync_to_async(send_event)(execution_id, name, payload, by=by)

@@ -324,6 +324,14 @@ class Event(models.Model):
     name = models.CharField(_("name"), max_length=255)
     payload = models.JSONField(_("payload"), null=True, blank=True)
     sent_at = models.DateTimeField(_("sent"), db_default=Now())
+    sent_by = models.CharField(
+        _("sent by"),
+        max_length=200,
+        blank=True,
+        default="",
+        db_default="",
+        help_text=_("Who sent it: a user, a token, the command line."),
+    )
     consumed_at = models.DateTimeField(_("consumed"), null=True, blank=True)
     consumed_by = models.ForeignKey(
         Step,

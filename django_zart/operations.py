@@ -41,7 +41,7 @@ from .errors import (
 from .models import Execution, Run, Step, Task
 from .names import MAX_ID_LENGTH, MAX_NAME_LENGTH, check_name
 from .registry import get_workflow
-from .states import TERMINAL, ExecutionStatus, RunReason, RunStatus, StepStatus
+from .states import TERMINAL, ExecutionStatus, RunReason, RunStatus, StepKind, StepStatus
 
 logger = logging.getLogger(__name__)
 
@@ -243,7 +243,8 @@ def _new_run(
         if execution.status not in TERMINAL:
             raise ExecutionNotFinished(execution_id, execution.status, action)
         definition = get_workflow(execution.workflow)
-        kept = [row for row in keep(execution, _replayed_rows(execution)) if row.status in KEPT]
+        replayed = _replayed_rows(execution)
+        kept = _without_open_groups(replayed, keep(execution, replayed))
         index = execution.run_index + 1
         # A worker still holding a task of a cancelled run loses it: its next write fails.
         tasks.delete()
@@ -307,6 +308,21 @@ def _replayed_rows(execution: Execution) -> list[Step]:
     for row in rows:
         latest[row.position] = row
     return sorted(latest.values(), key=lambda row: (row.created_at, row.sequence, row.pk))
+
+
+def _without_open_groups(replayed: list[Step], chosen: list[Step]) -> list[Step]:
+    """The final checkpoints of ``chosen``, less each ``wait_all`` one of whose branches
+    goes: the new run schedules that branch again and must wait for it again."""
+    kept = [row for row in chosen if row.status in KEPT]
+    gone = {row.position for row in replayed} - {row.position for row in kept}
+    return [
+        row for row in kept if row.kind != StepKind.GROUP or not gone & set(_group_positions(row))
+    ]
+
+
+def _group_positions(row: Step) -> list[str]:
+    positions = row.result.get("positions") if isinstance(row.result, dict) else None
+    return [p for p in positions if isinstance(p, str)] if isinstance(positions, list) else []
 
 
 def _copy(row: Step, run: Run) -> Step:

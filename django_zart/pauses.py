@@ -29,7 +29,9 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from .context import Pause
+from .db.guard import store_operation
 from .db.transitions import transition
+from .db.types import DatabaseUnavailable
 from .durations import Duration, to_seconds
 from .errors import InvalidArgument, OperationRefused, PauseRuleNotFound
 from .models import Execution, PauseRule, Task
@@ -75,17 +77,19 @@ class _Cache:
             return self.rules
         with self.lock:
             if time.monotonic() - self.loaded_at >= REFRESH:
-                self.rules = tuple(
-                    Rule(*row)
-                    for row in PauseRule.objects.active().values_list(
-                        "pk", "execution_id", "workflow", "step"
-                    )
-                )
+                self.rules = _load()
                 self.loaded_at = time.monotonic()
         return self.rules
 
     def invalidate(self) -> None:
         self.loaded_at = float("-inf")
+
+
+@store_operation
+def _load() -> tuple[Rule, ...]:
+    """The active rules; an outage is the worker's ``DatabaseUnavailable``, waited out."""
+    rows = PauseRule.objects.active().values_list("pk", "execution_id", "workflow", "step")
+    return tuple(Rule(*row) for row in rows)
 
 
 _cache = _Cache()
@@ -204,8 +208,15 @@ def sweep() -> int:
 
 
 def hold_new(execution_id: str, workflow: str) -> int | None:
-    """The rule a new execution starts held by, as last read (no query per start)."""
-    return matching(execution_id, workflow)
+    """The rule a new execution starts held by, as last read (no query per start).
+
+    Called by ``start`` and the operations, outside a worker: an outage is the database's
+    own error there, as for any query of the caller's.
+    """
+    try:
+        return matching(execution_id, workflow)
+    except DatabaseUnavailable as exc:
+        raise exc.cause from None
 
 
 def _hold(rule: Rule) -> int:

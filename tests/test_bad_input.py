@@ -15,28 +15,19 @@ from django.test import override_settings
 
 import django_zart as zart
 from django_zart.checks import check_settings
-from django_zart.models import Event, Execution, Run, Schedule, Step, Task, Worker
+from django_zart.models import Execution
 from django_zart.registry import _workflows
 from tests.factories import ExecutionFactory
+from tests.tables import snapshot, unchanged_tables
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-TABLES = (Execution, Run, Step, Task, Event, Schedule, Worker)
-
-
-def _snapshot() -> dict[str, list[tuple[Any, ...]]]:
-    return {
-        model.__name__: sorted(tuple(str(v) for v in row) for row in model.objects.values_list())
-        for model in TABLES
-    }
 
 
 @pytest.fixture
 def unchanged() -> Iterator[None]:
     """Whatever the test does, every zart table holds exactly what it held before."""
-    before = _snapshot()
-    yield
-    assert _snapshot() == before
+    with unchanged_tables():
+        yield
 
 
 def deep(levels: int) -> Any:
@@ -145,12 +136,12 @@ def test_start_refuses_an_unknown_workflow(name: Any) -> None:
 
 def test_start_refuses_a_duplicate_id_and_keeps_the_first() -> None:
     zart.start("arith", {"a": 1, "b": 2}, execution_id="dup")
-    before = _snapshot()
+    before = snapshot()
     with pytest.raises(
         zart.ExecutionAlreadyExists, match="'dup' already exists \\(status PENDING\\)"
     ):
         zart.start("arith", {"a": 9, "b": 9}, execution_id="dup")
-    assert _snapshot() == before
+    assert snapshot() == before
     assert Execution.objects.get(pk="dup").input == {"a": 1, "b": 2}
 
 
@@ -174,10 +165,10 @@ def waiting() -> str:
     ids=["empty", "nul", "surrogate", "too-long", "int"],
 )
 def test_send_event_refuses_a_bad_name(waiting: str, name: Any, message: str) -> None:
-    before = _snapshot()
+    before = snapshot()
     with pytest.raises(zart.InvalidArgument, match=message):
         zart.send_event(waiting, name, {"ok": True})
-    assert _snapshot() == before
+    assert snapshot() == before
 
 
 @pytest.mark.parametrize(
@@ -194,20 +185,20 @@ def test_send_event_refuses_a_bad_name(waiting: str, name: Any, message: str) ->
 def test_send_event_refuses_a_payload_the_database_cannot_store(
     waiting: str, payload: Any, message: str
 ) -> None:
-    before = _snapshot()
+    before = snapshot()
     with pytest.raises(zart.SerializationError, match="payload of event 'approved'.*" + message):
         zart.send_event(waiting, "approved", payload)
-    assert _snapshot() == before
+    assert snapshot() == before
 
 
 def test_send_event_refuses_an_oversized_payload(waiting: str) -> None:
-    before = _snapshot()
+    before = snapshot()
     with (
         override_settings(ZART={"MAX_PAYLOAD_BYTES": 50}),
         pytest.raises(zart.PayloadTooLarge, match="payload of event 'approved'"),
     ):
         zart.send_event(waiting, "approved", "x" * 100)
-    assert _snapshot() == before
+    assert snapshot() == before
 
 
 @pytest.mark.usefixtures("unchanged")
@@ -224,10 +215,10 @@ def test_send_event_to_a_bad_execution_id() -> None:
 
 def test_send_event_to_a_finished_execution_stores_nothing() -> None:
     ExecutionFactory(id="done", workflow="approval", completed=True)
-    before = _snapshot()
+    before = snapshot()
     with pytest.raises(zart.ExecutionFinished, match="'done' has finished \\(status COMPLETED\\)"):
         zart.send_event("done", "approved", {"by": "x"})
-    assert _snapshot() == before
+    assert snapshot() == before
 
 
 # -- reading, waiting, cancelling ----------------------------------------------------
@@ -362,6 +353,13 @@ def test_schedule_recurring_refuses_a_bad_template_and_stores_nothing() -> None:
         ({"FAULT_POINTS": ["boom"]}, "unknown fault point 'boom'"),
         ({"EVENT_TOKENS": [1]}, 'ZART\\["EVENT_TOKENS"\\] must be a list of non-empty strings'),
         ({"WORKER_RETENTION": "a while"}, "Invalid duration 'a while'"),
+        ({"API_TOKENS": ["t"]}, 'ZART\\["API_TOKENS"\\] must be a dict of token to scopes'),
+        ({"API_TOKENS": {"short": ["read"]}}, "at least 16 characters"),
+        ({"API_TOKENS": {"x" * 20: ["admin"]}}, "non-empty list of read, write, events"),
+        ({"API_TOKENS": {"x" * 20: []}}, "non-empty list of read, write, events"),
+        ({"RETENTION": {"RUNNING": "1d"}}, "'RUNNING' is not a final status"),
+        ({"RETENTION": {"COMPLETED": "1s"}}, "must be between 60"),
+        ({"RETENTION": ["30d"]}, "must be a dict of final status to duration"),
         ({"TYPO": 1}, "Unknown key 'TYPO' in ZART"),
         ([], "ZART must be a dict, not list"),
     ],
@@ -378,7 +376,14 @@ def test_schedule_recurring_refuses_a_bad_template_and_stores_nothing() -> None:
         "listen-alias",
         "fault-point",
         "tokens",
-        "retention",
+        "worker-retention",
+        "api-tokens-list",
+        "api-token-short",
+        "api-scope-unknown",
+        "api-scopes-empty",
+        "retention-unfinished",
+        "retention-short",
+        "retention-list",
         "unknown-key",
         "not-a-dict",
     ],
@@ -424,7 +429,7 @@ def test_runzartworker_refuses_bad_options_and_leaves_no_worker_row(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["waiting", "approved", "--data", "{nope"], "--data is not valid JSON"),
+        (["waiting", "approved", "--data", "{nope"], "argument --data: not valid JSON"),
         (["waiting", "appr\x00ved"], "event name contains a NUL character"),
         (["waiting", "approved", "--data", '"\\u0000"'], "NUL character"),
         (["ghost", "approved"], "No execution with id 'ghost' exists"),
@@ -434,7 +439,7 @@ def test_runzartworker_refuses_bad_options_and_leaves_no_worker_row(
 def test_zart_send_event_command_refuses_bad_input(
     waiting: str, args: list[str], message: str
 ) -> None:
-    before = _snapshot()
+    before = snapshot()
     with pytest.raises(CommandError, match=message):
         call_command("zart", "send-event", *args)
-    assert _snapshot() == before
+    assert snapshot() == before

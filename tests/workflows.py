@@ -649,3 +649,67 @@ def checkout(data: dict) -> dict:
     """Fails for good at its first run (``charge-once`` has no retries); fine once retried."""
     total = add(data["amount"], 1)
     return {"receipt": charge_once(total), "total": total}
+
+
+# -- operations: restart, rerun, retry-step, pause ---------------------------------------
+
+
+def _operated(name: str) -> str:
+    mark(name)
+    if Flag.objects.filter(name="fail-%s" % name).exists():
+        raise RuntimeError("%s is told to fail" % name)
+    return name.upper()
+
+
+@zart.step("ops-prepare")
+def ops_prepare() -> str:
+    return _operated("ops-prepare")
+
+
+@zart.step("ops-charge")
+def ops_charge() -> str:
+    return _operated("ops-charge")
+
+
+@zart.step("ops-ship")
+def ops_ship() -> str:
+    return _operated("ops-ship")
+
+
+@zart.workflow("ops")
+def ops(data: dict) -> dict:
+    done = [ops_prepare(), ops_charge(), ops_ship()]
+    return {"done": done, "input": data}
+
+
+@zart.workflow("ops-sleep")
+def ops_sleep(data: dict) -> str:
+    ops_prepare()
+    zart.sleep("nap", data["seconds"])
+    return ops_ship()
+
+
+@zart.step("tick")
+def tick(seconds: float) -> str:
+    mark("tick")
+    time.sleep(seconds)
+    return "tick"
+
+
+@zart.workflow("ticks")
+def ticks(data: dict) -> int:
+    return len([tick(data["seconds"]) for _ in range(data["steps"])])
+
+
+@zart.step("ops-part")
+def ops_part(i: int) -> int:
+    mark("part-%d" % i)
+    if i == 1 and Flag.objects.filter(name="fail-ops-part").exists():
+        raise RuntimeError("part 1 is told to fail")
+    return i * 10
+
+
+@zart.workflow("ops-fan")
+def ops_fan(data: dict) -> list:
+    parts = zart.map(ops_part, range(3))
+    return [*parts, ops_ship()]
