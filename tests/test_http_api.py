@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import django_zart as zart
 from django_zart.api import health
-from django_zart.models import Execution, Run, Step
+from django_zart.models import Event, Execution, Run, Step
 from django_zart.states import ExecutionStatus, StepStatus
 
 from .factories import ExecutionFactory, RunFactory, StepAttemptFactory, StepFactory
@@ -102,6 +102,8 @@ def test_event_token_only_sends_events(client: Client) -> None:
         call(client, "POST", "executions/e1/events/go", {"ok": 1}, token="hook").status_code == 202
     )
     assert call(client, "POST", "executions/e1/events/go", token=READER).status_code == 403
+    sent_by = Event.objects.get(execution_id="e1").sent_by
+    assert sent_by == "http:token:%s" % hashlib.sha256(b"hook").hexdigest()[:8]
 
 
 def test_staff_session_needs_the_permission(client: Client) -> None:

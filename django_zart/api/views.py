@@ -23,6 +23,7 @@ from django.utils.dateparse import parse_datetime
 
 import django_zart as zart
 
+from .. import records
 from ..conf import get_settings
 from ..models import Execution
 from ..names import MAX_ID_LENGTH, MAX_QUEUE_LENGTH, check_name
@@ -30,7 +31,7 @@ from ..states import TERMINAL, ExecutionStatus
 from .auth import Caller
 from .bodies import field, only, read_json, read_object, required
 from .errors import ApiError
-from .representations import execution_detail, execution_summary, ok, pause_rule
+from .representations import ok
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -86,7 +87,7 @@ def list_executions(request: HttpRequest, caller: Caller) -> HttpResponse:
     page = page[:limit]
     return ok(
         {
-            "executions": [execution_summary(e) for e in page],
+            "executions": [records.summary(e) for e in page],
             "next_cursor": _cursor(page[-1]) if more else None,
         }
     )
@@ -148,12 +149,12 @@ def start_execution(request: HttpRequest, caller: Caller) -> HttpResponse:
         if_exists=if_exists,
         by=caller.by,
     )
-    return ok(execution_detail(started), status=200 if existed else 201)
+    return ok(_detail(started), status=200 if existed else 201)
 
 
 def show_execution(request: HttpRequest, caller: Caller, execution_id: str) -> HttpResponse:
     check_name(execution_id, "execution_id", limit=MAX_ID_LENGTH)
-    return ok(execution_detail(execution_id))
+    return ok(_detail(execution_id))
 
 
 def wait_execution(request: HttpRequest, caller: Caller, execution_id: str) -> HttpResponse:
@@ -178,7 +179,7 @@ def wait_execution(request: HttpRequest, caller: Caller, execution_id: str) -> H
         if delay >= 0.5 and not connection.in_atomic_block:
             connection.close()
         time.sleep(min(delay, remaining))
-    return ok(execution_detail(execution_id))
+    return ok(_detail(execution_id))
 
 
 def _timeout(value: str | None) -> float:
@@ -199,7 +200,7 @@ def cancel_execution(request: HttpRequest, caller: Caller, execution_id: str) ->
     body = read_object(request, SMALL_BODY_BYTES)
     only(body, "reason")
     zart.cancel(execution_id, reason=field(body, "reason", str) or "", by=caller.by)
-    return ok(execution_detail(execution_id))
+    return ok(_detail(execution_id))
 
 
 def restart_execution(request: HttpRequest, caller: Caller, execution_id: str) -> HttpResponse:
@@ -209,7 +210,7 @@ def restart_execution(request: HttpRequest, caller: Caller, execution_id: str) -
         zart.restart(execution_id, input=body["input"], by=caller.by)
     else:
         zart.restart(execution_id, by=caller.by)
-    return ok(execution_detail(execution_id))
+    return ok(_detail(execution_id))
 
 
 def rerun_execution(request: HttpRequest, caller: Caller, execution_id: str) -> HttpResponse:
@@ -222,14 +223,14 @@ def rerun_execution(request: HttpRequest, caller: Caller, execution_id: str) -> 
     if steps is not None and not all(isinstance(s, str) for s in steps):
         raise ApiError(400, "invalid_argument", "'steps' must be an array of step names.")
     zart.rerun(execution_id, steps=steps, from_step=from_step, by=caller.by)
-    return ok(execution_detail(execution_id))
+    return ok(_detail(execution_id))
 
 
 def retry_step(request: HttpRequest, caller: Caller, execution_id: str) -> HttpResponse:
     body = read_object(request, SMALL_BODY_BYTES)
     only(body, "step")
     zart.retry_step(execution_id, required(body, "step", str), by=caller.by)
-    return ok(execution_detail(execution_id))
+    return ok(_detail(execution_id))
 
 
 def send_event(request: HttpRequest, caller: Caller, execution_id: str, name: str) -> HttpResponse:
@@ -239,7 +240,7 @@ def send_event(request: HttpRequest, caller: Caller, execution_id: str, name: st
     byte of it is read.
     """
     payload = read_json(request, get_settings().max_payload_bytes)
-    waiting = zart.send_event(execution_id, name, payload)
+    waiting = zart.send_event(execution_id, name, payload, by=caller.by)
     return ok({"execution_id": execution_id, "event": name, "waiting": waiting}, status=202)
 
 
@@ -252,7 +253,7 @@ def list_pause_rules(request: HttpRequest, caller: Caller) -> HttpResponse:
     if active not in ("true", "false"):
         raise ApiError(400, "invalid_argument", "active must be true or false.")
     rules = zart.pause_rules(active=active == "true")[:MAX_LIMIT]
-    return ok({"pause_rules": [pause_rule(rule) for rule in rules]})
+    return ok({"pause_rules": [records.pause_rule(rule) for rule in rules]})
 
 
 def create_pause_rule(request: HttpRequest, caller: Caller) -> HttpResponse:
@@ -278,15 +279,20 @@ def create_pause_rule(request: HttpRequest, caller: Caller) -> HttpResponse:
         expires_at=expires_at,
         by=caller.by,
     )
-    return ok(pause_rule(rule), status=201)
+    return ok(records.pause_rule(rule), status=201)
 
 
 def resume_pause_rule(request: HttpRequest, caller: Caller, rule_id: int) -> HttpResponse:
     """Ending a rule is resuming the work it held."""
     if rule_id > MAX_RULE_ID:
         raise ApiError(404, "rule_not_found", "No pause rule with id %d exists." % rule_id)
-    return ok(pause_rule(zart.resume(rule_id, by=caller.by)))
+    return ok(records.pause_rule(zart.resume(rule_id, by=caller.by)))
 
 
 def stats(request: HttpRequest, caller: Caller) -> HttpResponse:
     return ok(zart.stats())
+
+
+def _detail(execution_id: str) -> dict[str, Any]:
+    """The execution with its runs and steps; ``ExecutionNotFound`` answers 404."""
+    return records.execution_detail(zart.status(execution_id))

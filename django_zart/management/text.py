@@ -16,7 +16,7 @@ from typing import Any
 from django.core.management.color import Style
 from django.utils import timezone
 
-from .records import dumps
+from ..records import dumps
 
 VALUE_WIDTH = 60
 """Characters of a value shown in a table cell or a summary line."""

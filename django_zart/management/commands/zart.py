@@ -19,9 +19,10 @@ from django.core.management.color import Style, no_style
 
 import django_zart as zart
 
+from ... import records
 from ...errors import ZartError
 from ...models import Execution
-from .. import records, text
+from .. import text
 from ..arguments import SAME_INPUT, add_subcommands
 
 

@@ -1,9 +1,11 @@
-"""Executions, runs, steps and pause rules as plain data for ``manage.py zart``.
+"""Executions, runs, steps and pause rules as plain data: what the HTTP API answers,
+what ``manage.py zart --json`` prints and what its tables are drawn from.
 
-``--json`` prints these records and the human tables are drawn from them, so the two
-outputs always show the same facts. Stored values are decoded here: a ``Decimal`` input
-reads as its digits and a ``set`` as a list instead of as the ``{"$zart": ...}`` tags the
-engine stores them with, which are a storage detail and no part of what a script reads.
+One shape everywhere, so a script reads the API and the command line alike, and a table
+never says more or less than ``--json``. Stored values are decoded here: a ``Decimal``
+input reads as its digits and a ``set`` as a list instead of as the ``{"$zart": ...}``
+tags the engine stores them with, which are a storage detail and no part of what a
+client reads. Errors are shown as stored (``type``, ``message``, ``traceback``).
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 
-from ..models import Execution, PauseRule, Run, Step, StepAttempt
-from ..serialization import decode
+from .models import Execution, PauseRule, Run, Step, StepAttempt
+from .serialization import decode
 
 
 class Encoder(DjangoJSONEncoder):
@@ -34,22 +36,30 @@ def dumps(data: Any, *, indent: int | None = 2) -> str:
     return json.dumps(data, cls=Encoder, indent=indent, separators=separators, ensure_ascii=False)
 
 
-def execution(row: Execution) -> dict[str, Any]:
+def summary(row: Execution) -> dict[str, Any]:
+    """An execution without its values: what a listing of many shows."""
     return {
         "id": row.pk,
         "workflow": row.workflow,
         "queue": row.queue,
         "status": row.status,
-        "finished": row.is_finished,
         "run_index": row.run_index,
         "parent_id": row.parent_id,
-        "input": decode(row.input),
-        "output": decode(row.output),
-        "error": row.error,
         "created_at": row.created_at,
         "started_at": row.started_at,
         "finished_at": row.finished_at,
         "updated_at": row.updated_at,
+    }
+
+
+def execution(row: Execution) -> dict[str, Any]:
+    """An execution with its input, output and error."""
+    return {
+        **summary(row),
+        "finished": row.is_finished,
+        "input": decode(row.input),
+        "output": decode(row.output),
+        "error": row.error,
         "deadline_at": row.deadline_at,
     }
 
