@@ -40,6 +40,7 @@ DEFAULTS: dict[str, Any] = {
     "FAULT_POINTS": [],
     "API_TOKENS": {},
     "RETENTION": {},
+    "REDACT_KEYS": ["password", "secret", "token", "authorization", "api_key"],
 }
 
 FAULT_KINDS = ("step", "sleep", "event", "branch", "child", "group")
@@ -171,6 +172,7 @@ CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "FAULT_POINTS": _strings(item=_fault_point),
     "API_TOKENS": _api_tokens,
     "RETENTION": _retention,
+    "REDACT_KEYS": _strings(),
 }
 """How each key is checked: a function returning the value to use, or raising
 ``InvalidArgument`` with a message that names the key."""
@@ -195,6 +197,8 @@ class Settings:
     """Token to scopes."""
     retention: dict[str, float]
     """Final status to the seconds after which its executions are deleted."""
+    redact_keys: tuple[str, ...]
+    """Keys whose values the admin masks (case-insensitive substrings)."""
 
 
 def check_value(key: str, value: Any, *, label: str | None = None) -> Any:
