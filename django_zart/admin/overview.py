@@ -201,6 +201,8 @@ def overview_view(request: HttpRequest, admin_site: AdminSite) -> TemplateRespon
     context = {
         **admin_site.each_context(request),
         "title": _("Workflows overview"),
+        "app_label": Execution._meta.app_label,
+        "app_name": Execution._meta.app_config.verbose_name,
         "subtitle": None,
         "by_status": by_status,
         "status_labels": [label for _status, label in ExecutionStatus.choices],

@@ -1,0 +1,117 @@
+"""The admin in a real browser: what staff see and do, end to end, with in-process workers.
+
+Chromium (Debian's package) through Playwright, against pytest-django's live server on the
+transactional test database; see tests/browser.py.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from django.contrib.admin.utils import quote
+from django.contrib.auth.models import Permission
+
+import django_zart as zart
+from django_zart.models import Execution
+from django_zart.states import ExecutionStatus
+
+from .factories import ExecutionFactory, TaskFactory, WorkerFactory
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+LogIn = Callable[..., None]
+Shot = Callable[[str], None]
+
+pytest_plugins = ["tests.browser"]
+PASSWORD = "browser-pw"  # tests.browser.PASSWORD
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def superuser(django_user_model: Any) -> Any:
+    return django_user_model.objects.create_superuser("dana", "dana@example.com", PASSWORD)
+
+
+@pytest.fixture
+def failed_checkout(drain: Callable[..., None]) -> str:
+    """A ``checkout`` execution that failed for good: its card network was down."""
+    execution_id = zart.start("checkout", {"amount": 41}, execution_id="order-1001")
+    drain(execution_id)
+    assert Execution.objects.get(pk=execution_id).status == ExecutionStatus.FAILED
+    return execution_id
+
+
+def change_url(execution_id: str) -> str:
+    return "/admin/django_zart/execution/%s/change/" % quote(execution_id)
+
+
+def test_log_in_filter_the_list_and_read_a_failed_execution(
+    page: Page, log_in: LogIn, screenshot: Shot, superuser: Any, failed_checkout: str
+) -> None:
+    zart.start("arith", {"a": 1, "b": 2}, execution_id="sum-1")
+    ExecutionFactory.create_batch(3, completed=True, workflow="signup")
+    ExecutionFactory(workflow="signup")
+    log_in("dana")
+
+    page.goto("/admin/django_zart/execution/")
+    screenshot("executions-list.png")
+    assert page.locator("#result_list tbody tr").count() == 6
+
+    page.locator("#changelist-filter").get_by_role("link", name="Failed").first.click()
+    page.wait_for_url(re.compile(r"status__exact=FAILED"))
+    rows = page.locator("#result_list tbody tr")
+    assert rows.count() == 1
+    assert "order-1001" in rows.first.inner_text()
+
+    rows.first.get_by_role("link", name="order-1001").click()
+    page.wait_for_url(re.compile(re.escape(change_url(failed_checkout))))
+    text = page.locator("#content").inner_text()
+    assert "card network down, the first time only" in text
+    assert "ConnectionError" in text
+    screenshot("execution-page.png")
+
+
+def test_overview_and_workers(
+    page: Page, log_in: LogIn, screenshot: Shot, superuser: Any, failed_checkout: str
+) -> None:
+    ExecutionFactory.create_batch(4, completed=True, workflow="signup")
+    TaskFactory(execution=ExecutionFactory(id="waiting-7", workflow="billing"))
+    WorkerFactory(hostname="box-1", queues=["default", "mail"], pid=4242)
+    log_in("dana")
+
+    page.goto("/admin/django_zart/")
+    page.get_by_role("link", name="Workflows overview").click()
+    page.wait_for_url("**/overview/")
+    assert page.locator("svg.zart-chart rect.zart-completed").count() == 24
+    counts = page.locator(".zart-counts").inner_text()
+    assert re.search(r"1\s+Failed", counts), counts
+    assert "waiting-7" in page.locator("#zart-oldest-due").inner_text()
+    screenshot("overview.png")
+
+    page.get_by_role("link", name=re.compile("live worker")).click()
+    table = page.locator("#result_list").inner_text()
+    assert "box-1" in table and "4242" in table and "s ago" in table
+
+
+def test_a_user_without_permissions_sees_no_action(
+    page: Page, log_in: LogIn, django_user_model: Any, failed_checkout: str
+) -> None:
+    viewer = django_user_model.objects.create_user("lee", password=PASSWORD, is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_execution"))
+    log_in("lee")
+
+    page.goto("/admin/django_zart/execution/")
+    assert page.locator("#result_list tbody tr").count() == 1
+    assert page.locator("select[name=action]").count() == 0
+    assert page.locator(".object-tools a").count() == 0
+
+    page.goto(change_url(failed_checkout))
+    assert "card network down" in page.locator("#content").inner_text()
+    content = page.locator("#content")
+    # History is a read-only page; nothing else on the page acts.
+    tools = content.locator(".object-tools a, button, input[type=submit]").all_inner_texts()
+    assert [text.strip() for text in tools if text.strip().lower() != "history"] == []
