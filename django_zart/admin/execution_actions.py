@@ -181,7 +181,11 @@ class ExecutionActionsMixin(ReadOnlyAdmin):
                 "failed step, that step is retried and the run goes on from there; "
                 "otherwise the execution is restarted from scratch."
             ),
-            done=_("Retried %(count)d execution(s): %(list)s"),
+            done=lambda n: ngettext(
+                "Retried %(count)d execution: %(list)s",
+                "Retried %(count)d executions: %(list)s",
+                n,
+            ),
             operate=self.retry_one,
         )
 
@@ -199,7 +203,11 @@ class ExecutionActionsMixin(ReadOnlyAdmin):
                 "unfinished children; a running step finishes, nothing after it runs. "
                 "Finished executions are left as they are."
             ),
-            done=_("Cancelled %(count)d execution(s): %(list)s"),
+            done=lambda n: ngettext(
+                "Cancelled %(count)d execution: %(list)s",
+                "Cancelled %(count)d executions: %(list)s",
+                n,
+            ),
             operate=lambda request, execution: self.cancel_one(request, execution),
         )
 
@@ -217,7 +225,11 @@ class ExecutionActionsMixin(ReadOnlyAdmin):
                 "run; earlier runs stay as history. Unfinished executions are left as "
                 "they are."
             ),
-            done=_("Restarted %(count)d execution(s): %(list)s"),
+            done=lambda n: ngettext(
+                "Restarted %(count)d execution: %(list)s",
+                "Restarted %(count)d executions: %(list)s",
+                n,
+            ),
             operate=self.restart_one,
         )
 
@@ -256,7 +268,7 @@ class ExecutionActionsMixin(ReadOnlyAdmin):
         action: str,
         title: str,
         explain: str,
-        done: str,
+        done: Callable[[int], str],
         operate: Callable[[HttpRequest, Execution], str],
     ) -> HttpResponse | None:
         """A confirmation page listing the chosen executions; once confirmed, the
@@ -296,14 +308,13 @@ class ExecutionActionsMixin(ReadOnlyAdmin):
         if succeeded:
             self.message_user(
                 request,
-                done % {"count": len(succeeded), "list": listed(succeeded)},
+                done(len(succeeded)) % {"count": len(succeeded), "list": listed(succeeded)},
                 messages.SUCCESS,
             )
         if refused:
             self.message_user(
                 request,
-                ngettext("%(count)d refused: %(list)s", "%(count)d refused: %(list)s", len(refused))
-                % {"count": len(refused), "list": listed(refused)},
+                _("%(count)d refused: %(list)s") % {"count": len(refused), "list": listed(refused)},
                 messages.WARNING,
             )
         return None
