@@ -509,3 +509,16 @@ def test_a_permitted_user_acts_without_other_permissions(completed: str) -> None
 
     assert response.status_code == 302
     assert runs(completed)[-1] == (2, "RESTART", "admin:dana")
+
+
+def test_too_many_chosen_executions_are_refused_whole(
+    admin_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("django_zart.admin.execution_actions.MAX_SELECTED", 1)
+    zart.start("ops", {}, execution_id="a")
+    zart.start("ops", {}, execution_id="b")
+
+    with unchanged_tables():
+        response = act(admin_client, "cancel_selected", "a", "b", confirm=True)
+
+    assert said(response) == [("warning", "Choose at most 1 executions at a time (2 chosen).")]
