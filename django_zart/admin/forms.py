@@ -52,8 +52,7 @@ def set_choices(form: forms.Form, name: str, choices: list[tuple[str, str]]) -> 
 
 def workflow_choices() -> list[tuple[str, str]]:
     """The workflows registered in this process, by name."""
-    names = sorted(registry._workflows)  # no public listing yet
-    return [(name, name) for name in names]
+    return [(name, name) for name in registry.workflow_names()]
 
 
 class StartForm(forms.Form):
