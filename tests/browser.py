@@ -111,13 +111,14 @@ def log_in(page: Page) -> Callable[..., None]:
 
 
 @pytest.fixture
-def screenshot(page: Page) -> Callable[[str], None]:
-    """Save the page as ``docs/screenshots/<name>`` when ``ZART_SCREENSHOTS=1``."""
+def screenshot(page: Page) -> Callable[..., None]:
+    """Save the page as ``docs/screenshots/<name>`` when ``ZART_SCREENSHOTS=1``: the whole
+    page, or with ``full_page=False`` what a window shows."""
 
-    def save(name: str) -> None:
+    def save(name: str, *, full_page: bool = True) -> None:
         if os.environ.get("ZART_SCREENSHOTS") != "1":
             return
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
+        page.screenshot(path=str(SCREENSHOTS / name), full_page=full_page)
 
     return save

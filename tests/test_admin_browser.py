@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from django.contrib.admin.utils import quote
 from django.contrib.auth.models import Permission
+from django.utils import timezone
 
 import django_zart as zart
 from django_zart.models import Execution
@@ -24,7 +26,7 @@ if TYPE_CHECKING:
     from playwright.sync_api import Page
 
 LogIn = Callable[..., None]
-Shot = Callable[[str], None]
+Shot = Callable[..., None]
 
 pytest_plugins = ["tests.browser"]
 PASSWORD = "browser-pw"  # tests.browser.PASSWORD
@@ -72,13 +74,20 @@ def test_log_in_filter_the_list_and_read_a_failed_execution(
     text = page.locator("#content").inner_text()
     assert "card network down, the first time only" in text
     assert "ConnectionError" in text
-    screenshot("execution-page.png")
+    screenshot("execution-page.png", full_page=False)
 
 
 def test_overview_and_workers(
     page: Page, log_in: LogIn, screenshot: Shot, superuser: Any, failed_checkout: str
 ) -> None:
-    ExecutionFactory.create_batch(4, completed=True, workflow="signup")
+    now = timezone.now()
+    for hour in range(20):  # a day's traffic, for the chart
+        finished = now - timedelta(hours=hour, minutes=7)
+        ExecutionFactory.create_batch(
+            2 + (hour * 7) % 5, completed=True, workflow="signup", finished_at=finished
+        )
+        if hour % 4 == 1:
+            ExecutionFactory(failed=True, workflow="billing", finished_at=finished)
     TaskFactory(execution=ExecutionFactory(id="waiting-7", workflow="billing"))
     WorkerFactory(hostname="box-1", queues=["default", "mail"], pid=4242)
     log_in("dana")
@@ -88,7 +97,7 @@ def test_overview_and_workers(
     page.wait_for_url("**/overview/")
     assert page.locator("svg.zart-chart rect.zart-completed").count() == 24
     counts = page.locator(".zart-counts").inner_text()
-    assert re.search(r"1\s+Failed", counts), counts
+    assert re.search(r"6\s+Failed", counts), counts
     assert "waiting-7" in page.locator("#zart-oldest-due").inner_text()
     screenshot("overview.png")
 
