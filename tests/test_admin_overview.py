@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -155,7 +156,8 @@ def test_pause_rules_list_shows_state_match_and_who(admin_client: Client) -> Non
 
     assert "workflow <code>billing</code>, steps <code>charge-*</code>" in html
     assert reverse("admin:django_zart_execution_change", args=[quote("x/1")]) in html
-    assert "admin:dana" in html and "resumed, by admin:lee" in html
+    assert "admin:dana" in html
+    assert re.search(r"resumed, \d+ s ago, by admin:lee", html)
     assert "billing" in active and "x/1" not in active
 
 

@@ -150,13 +150,12 @@ class WorkerAdmin(OverviewLinkMixin):
         "alive",
         "hostname",
         "pid",
-        "queues",
+        "queue_names",
         "concurrency",
         "heartbeat_age",
         "holds",
         "abandoned_threads",
         "started_at",
-        "expires_at",
     )
     list_filter = (AliveFilter,)
     search_fields = ("=id", "hostname")
@@ -190,6 +189,10 @@ class WorkerAdmin(OverviewLinkMixin):
     @admin.display(description=_("alive"), boolean=True, ordering="expires_at")
     def alive(self, obj: Worker) -> bool:
         return obj.is_alive
+
+    @admin.display(description=_("queues"))
+    def queue_names(self, obj: Worker) -> str:
+        return ", ".join(map(str, obj.queues)) if isinstance(obj.queues, list) else "-"
 
     @admin.display(description=_("last heartbeat"), ordering="heartbeat_at")
     def heartbeat_age(self, obj: Worker) -> str:
@@ -283,10 +286,12 @@ class PauseRuleAdmin(OverviewLinkMixin):
     def ended(self, obj: PauseRule) -> str:
         if obj.ended_at is None:
             return "-"
-        return "%s (%s, by %s)" % (
-            timezone.localtime(obj.ended_at).strftime("%Y-%m-%d %H:%M:%S"),
-            obj.end_reason or "-",
-            obj.ended_by or "-",
+        return format_html(
+            '<span title="{}">{}, {}{}</span>',
+            obj.ended_at,
+            obj.end_reason or _("ended"),
+            age_text(obj.ended_at),
+            ", by %s" % obj.ended_by if obj.ended_by else "",
         )
 
 
