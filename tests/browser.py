@@ -45,7 +45,7 @@ def chromium() -> str:
     pytest.skip("chromium is not installed (apt-get install chromium)")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     path = chromium()
     try:
@@ -55,7 +55,7 @@ def browser() -> Iterator[Browser]:
             raise
         pytest.skip("playwright is not installed (pip install -e '.[dev]')")
     # Playwright's sync API runs an event loop in this thread; the test's own database
-    # calls are synchronous all the same.
+    # calls are synchronous all the same. Allowed for this module's tests only.
     previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     try:
