@@ -52,11 +52,21 @@ def change_url(execution_id: str) -> str:
 
 
 def test_log_in_filter_the_list_and_read_a_failed_execution(
-    page: Page, log_in: LogIn, screenshot: Shot, superuser: Any, failed_checkout: str
+    page: Page,
+    log_in: LogIn,
+    screenshot: Shot,
+    superuser: Any,
+    failed_checkout: str,
+    run_worker: Callable[..., int],
 ) -> None:
+    # Executions in several states, run by a real worker: done, asleep, waiting, paused.
     zart.start("arith", {"a": 1, "b": 2}, execution_id="sum-1")
-    ExecutionFactory.create_batch(3, completed=True, workflow="signup")
-    ExecutionFactory(workflow="signup")
+    zart.start("sleeper", {"seconds": 3600}, execution_id="reminder-12")
+    zart.start("approval", {}, execution_id="expense-7")
+    zart.start("ops", {"order": 5}, execution_id="order-1002")
+    zart.pause(execution_id="order-1002", reason="card provider down", by="admin:dana")
+    run_worker()
+    zart.start("arith", {"a": 5, "b": 8}, execution_id="sum-2")
     log_in("dana")
 
     page.goto("/admin/django_zart/execution/")
