@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -449,3 +450,15 @@ def test_changelist_queries_do_not_grow_with_the_page(admin_client: Client) -> N
 
     assert len(large) == len(small)
     assert not any('"input"' in sql or '"output"' in sql for sql in large)
+
+
+def test_changelist_links_to_the_start_page_when_permitted(
+    admin_client: Client, client: Client, django_user_model: Any
+) -> None:
+    viewer = django_user_model.objects.create_user("viewer", password="x", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_execution"))
+    client.force_login(viewer)
+    start = reverse("admin:django_zart_execution_start")
+
+    assert 'href="%s"' % start in listing(admin_client)
+    assert 'href="%s"' % start not in listing(client)
