@@ -217,6 +217,34 @@ def test_where_now_tells_pauses_workers_queues_and_ends() -> None:
     assert phrases[cancelled.pk] == "cancelled before its first step"
 
 
+def test_where_now_and_blocker_name_the_awaited_child() -> None:
+    parent = suspended()
+    StepFactory(
+        run=RunFactory(execution=parent),
+        name="child",
+        position="report",
+        kind=StepKind.CHILD,
+        status=StepStatus.SCHEDULED,
+        result={"id": "report-of-7"},
+    )
+    TaskFactory(execution=parent, run_after=None)
+
+    assert where_now([fresh(parent)]) == {parent.pk: "waiting for child execution report-of-7"}
+    assert blocker(fresh(parent)) == "Waiting for child execution report-of-7 to finish."
+
+
+def test_where_now_reads_results_of_waits_only() -> None:
+    """Only a group's or a child's result is read; any other step's may be large."""
+    executions = [fresh(failed_at()), fresh(ExecutionFactory(completed=True))]
+
+    with CaptureQueriesContext(connection) as captured:
+        where_now(executions)
+
+    step_query = next(q["sql"] for q in captured.captured_queries if "zart_steps" in q["sql"])
+    assert '"zart_steps"."result" AS' not in step_query
+    assert "CASE WHEN" in step_query
+
+
 def test_where_now_reads_the_current_run_only() -> None:
     """A failed first run's step is history once a retry started a second run."""
     execution = suspended(run_index=2)

@@ -17,13 +17,24 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Case, Count, IntegerField, OuterRef, Q, Subquery, Value, When
+from django.db.models import (
+    Case,
+    Count,
+    F,
+    IntegerField,
+    JSONField,
+    OuterRef,
+    Q,
+    Subquery,
+    Value,
+    When,
+)
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from .. import registry, steps
-from ..errors import UnknownWorkflow
+from ..errors import UnknownWorkflow, ZartError
 from ..models import Execution, PauseRule, Step, Task, Worker
 from ..states import ExecutionStatus, StepKind, StepStatus, TaskKind
 
@@ -65,19 +76,30 @@ def _latest_steps(executions: Sequence[Execution]) -> dict[str, dict[str, Any]]:
         default=Subquery(latest),
     )
     wanted = Execution.objects.filter(pk__in=[e.pk for e in executions]).annotate(step=chosen)
-    rows = Step.objects.filter(pk__in=wanted.values("step")).values(
-        "id",
-        "execution_id",
-        "run_id",
-        "name",
-        "position",
-        "kind",
-        "status",
-        "attempts",
-        "wake_at",
-        "created_at",
-        "updated_at",
-        "result",
+    # A result is read only where it says what is awaited (a group's branches, a child's
+    # id): the result of an ordinary step may be large, and a page shows none of them.
+    awaited = Case(
+        When(kind__in=[StepKind.GROUP, StepKind.CHILD], then=F("result")),
+        default=Value(None),
+        output_field=JSONField(),
+    )
+    rows = (
+        Step.objects.filter(pk__in=wanted.values("step"))
+        .annotate(awaited=awaited)
+        .values(
+            "id",
+            "execution_id",
+            "run_id",
+            "name",
+            "position",
+            "kind",
+            "status",
+            "attempts",
+            "wake_at",
+            "created_at",
+            "updated_at",
+            "awaited",
+        )
     )
     return {row["execution_id"]: dict(row) for row in rows}
 
@@ -105,7 +127,7 @@ def _body_tasks(execution_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
 def _group_positions(step: dict[str, Any] | None) -> list[str]:
     if step is None or step["kind"] != StepKind.GROUP or step["status"] != StepStatus.WAITING:
         return []
-    result = step["result"]
+    result = step["awaited"]
     positions = result.get("positions") if isinstance(result, dict) else None
     return [p for p in positions if isinstance(p, str)] if isinstance(positions, list) else []
 
@@ -162,8 +184,11 @@ def _time(moment: datetime, *, seconds: bool = False) -> str:
 
 def _max_attempts(name: str) -> int | None:
     """Tries a step gets in all, if it is registered in this process."""
-    step = steps._steps.get(name)
-    return None if step is None else step.retry.attempts + 1
+    try:
+        step = steps.get_step(name)
+    except ZartError:
+        return None
+    return step.retry.attempts + 1
 
 
 def _attempt(step: dict[str, Any]) -> str:
@@ -199,7 +224,7 @@ def _waiting_phrase(step: dict[str, Any], branches: tuple[int, int] | None) -> s
             "%(done)d of %(total)d branch done", "%(done)d of %(total)d branches done", total
         ) % {"done": done, "total": total}
     if kind == StepKind.CHILD and status == StepStatus.SCHEDULED:
-        result = step["result"]
+        result = step["awaited"]
         child = result.get("id") if isinstance(result, dict) else None
         return _("waiting for child execution %(id)s") % {"id": child or step["position"]}
     return ""
@@ -275,8 +300,8 @@ def _held_sentence(task: dict[str, Any], now: datetime) -> str:
             "The worker that claimed it at %(claimed)s stopped renewing its lease at "
             "%(until)s; a live worker serving queue %(queue)s takes it over at its next claim."
         ) % {
-            "claimed": _time(task["claimed_at"] or task["lease_until"], seconds=True),
-            "until": _time(task["lease_until"], seconds=True),
+            "claimed": _time(task["claimed_at"] or now, seconds=True),
+            "until": _time(task["lease_until"] or now, seconds=True),
             "queue": task["queue"],
         }
     if worker is None:
@@ -327,7 +352,7 @@ def _waiting_sentence(step: dict[str, Any], branches: tuple[int, int] | None) ->
             total,
         ) % {"done": done, "total": total}
     if kind == StepKind.CHILD and status == StepStatus.SCHEDULED:
-        result = step["result"]
+        result = step["awaited"]
         child = result.get("id") if isinstance(result, dict) else step["position"]
         return _("Waiting for child execution %(id)s to finish.") % {"id": child}
     return ""
