@@ -37,8 +37,6 @@ class ExecutionChangeList(LeanChangeList):
     def get_results(self, request: HttpRequest) -> None:
         counts = self._counts(request)
         chosen = self.params.get(STATUS_PARAMETER)
-        if isinstance(chosen, list):
-            chosen = chosen[-1] if chosen else None
         # The counts by status tell the paginator how many rows match: no COUNT(*) of its own.
         if not any(key.startswith("status") and key != STATUS_PARAMETER for key in self.params):
             total = counts.get(chosen, 0) if chosen is not None else sum(counts.values())
@@ -55,7 +53,7 @@ class ExecutionChangeList(LeanChangeList):
         rows = unfiltered.order_by().values_list("status").annotate(count=Count("pk"))
         return dict(rows.order_by())
 
-    def _status_links(self, counts: dict[str, int], chosen: Any) -> list[dict[str, Any]]:
+    def _status_links(self, counts: dict[str, int], chosen: str | None) -> list[dict[str, Any]]:
         """Each status with its count, and a link that filters the list by it."""
         return [
             {
