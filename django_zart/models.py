@@ -197,7 +197,7 @@ class Step(models.Model):
             # The admin's "has failed steps" filter; only failed rows pay for it.
             models.Index(
                 fields=["execution"],
-                condition=models.Q(status="FAILED"),
+                condition=models.Q(status=StepStatus.FAILED),
                 name="zart_step_failed",
             ),
         ]
