@@ -88,7 +88,7 @@ def serve_static(route: Route) -> None:
 
 @pytest.fixture
 def page(browser: Browser, live_server: Any) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 860}, base_url=live_server.url)
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, base_url=live_server.url)
     context.set_default_timeout(10_000)
     context.route("**/static/**", serve_static)
     opened = context.new_page()

@@ -72,6 +72,14 @@ def test_log_in_filter_the_list_and_read_a_failed_execution(
     page.goto("/admin/django_zart/execution/")
     screenshot("executions-list.png")
     assert page.locator("#result_list tbody tr").count() == 6
+    where = {
+        execution_id: page.locator("#result_list tbody tr", has_text=execution_id).inner_text()
+        for execution_id in ("expense-7", "reminder-12", "order-1002", "order-1001")
+    }
+    assert "waiting for event approved" in where["expense-7"]
+    assert "sleeping until" in where["reminder-12"]
+    assert "paused by rule" in where["order-1002"]
+    assert "charge-once" in where["order-1001"]
 
     page.locator("#changelist-filter").get_by_role("link", name="Failed").first.click()
     page.wait_for_url(re.compile(r"status__exact=FAILED"))
