@@ -1,13 +1,24 @@
-"""The page of one execution: its data, runs, steps and events.
+"""The page of one execution: its data, why it is not running, the timeline of its
+current run, its runs, steps, events and the work item a worker holds.
 
-``ExecutionPageMixin`` is the change page part of ``ExecutionAdmin``.
+``ExecutionPageMixin`` is the change page part of ``ExecutionAdmin``. The page costs a
+constant number of queries whatever the number of steps.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.contrib import admin
+from django.db.models.functions import Now
+from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from ..models import Event, Run, Step, StepAttempt
+from ..models import Event, Execution, Run, Step, StepAttempt, Task, Worker
+from ..states import TaskKind
+from . import timeline, whereabouts
 from .display import PAGE_LIMIT, ROW_LIMIT, ReadOnlyAdmin, ReadOnlyInline, shown
 
 
@@ -20,12 +31,19 @@ class RunInline(ReadOnlyInline):
         "status",
         "created_at",
         "finished_at",
+        "took",
         "error_html",
     )
     readonly_fields = fields
     ordering = ("index",)
 
-    error_html = shown("error", _("error"), limit=ROW_LIMIT, error=True)
+    error_html = shown("error", _("error"), limit=ROW_LIMIT, error=True, collapsible=True)
+
+    @admin.display(description=_("took"))
+    def took(self, obj: Run) -> str:
+        if obj.finished_at is None:
+            return self.get_empty_value_display()
+        return timeline.duration(obj.finished_at - obj.created_at)
 
 
 class StepInline(ReadOnlyInline):
@@ -61,7 +79,7 @@ class StepAttemptInline(ReadOnlyInline):
 
 class EventInline(ReadOnlyInline):
     model = Event
-    fields = ("name", "payload_html", "sent_at", "consumed_at", "consumed_by")
+    fields = ("name", "payload_html", "sent_at", "sent_by", "consumed_at", "consumed_by")
     readonly_fields = fields
     ordering = ("pk",)
 
@@ -79,7 +97,81 @@ class ExecutionPageMixin(ReadOnlyAdmin):
     )
     readonly_fields = ("input_html", "output_html", "error_html")
     inlines = (RunInline, StepInline, EventInline)
+    change_form_template = "admin/django_zart/execution/change_form.html"
 
-    input_html = shown("input", _("input"), limit=PAGE_LIMIT)
-    output_html = shown("output", _("output"), limit=PAGE_LIMIT)
-    error_html = shown("error", _("error"), limit=PAGE_LIMIT, error=True)
+    input_html = shown("input", _("input"), limit=PAGE_LIMIT, collapsible=True)
+    output_html = shown("output", _("output"), limit=PAGE_LIMIT, collapsible=True)
+    error_html = shown("error", _("error"), limit=PAGE_LIMIT, error=True, collapsible=True)
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Any = None,
+    ) -> HttpResponse:
+        if isinstance(obj, Execution):
+            context.update(self.page_context(obj))
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def page_context(self, execution: Execution) -> dict[str, Any]:
+        """The blocker, the work items and the timeline, for the page's template."""
+        empty = self.get_empty_value_display()
+        unfinished = not execution.is_finished
+        return {
+            "unfinished": unfinished,
+            "blocker": whereabouts.blocker(execution) if unfinished else "",
+            **work_context(execution, self.admin_site.name),
+            **timeline.context(execution, self.admin_site.name, empty),
+        }
+
+
+def work_context(execution: Execution, site_name: str) -> dict[str, Any]:
+    """The execution's work items (its body and its branches) and who may hold them.
+
+    A task records a claim token, not a worker: while one is held, the live workers
+    serving its queue are the candidates, named as such.
+    """
+    if execution.is_finished:
+        return {"tasks": [], "any_held": False, "queue_workers": []}
+    tasks = list(
+        Task.objects.filter(execution=execution)
+        .select_related("paused_by")
+        .defer("payload")
+        .order_by("kind", "pk")
+    )
+    queues = {task.queue for task in tasks} or {execution.queue}
+    workers = []
+    any_held = any(task.held_by is not None for task in tasks)
+    if any_held:
+        workers = [
+            worker
+            for worker in Worker.objects.filter(expires_at__gt=Now()).order_by("id")
+            if isinstance(worker.queues, list) and queues & set(worker.queues)
+        ]
+    now = timezone.now()
+    rows = [
+        {
+            "task": task,
+            "body": task.kind == TaskKind.BODY,
+            "held": task.held_by is not None and task.lease_until is not None,
+            "lease_left": timeline.duration(task.lease_until - now)
+            if task.lease_until and task.lease_until > now
+            else "",
+            "lease_expired": bool(task.lease_until and task.lease_until <= now),
+            "paused_url": reverse(
+                site_name + ":django_zart_pauserule_change", args=(task.paused_by_id,)
+            )
+            if task.paused_by_id
+            else "",
+        }
+        for task in tasks
+    ]
+    return {
+        "tasks": rows,
+        "any_held": any_held,
+        "queue_workers": workers,
+        "queues": sorted(queues),
+    }
