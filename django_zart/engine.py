@@ -40,6 +40,9 @@ from .states import TERMINAL, ExecutionStatus, RunReason, TaskKind
 logger = logging.getLogger(__name__)
 
 
+OPERATOR_RUNS = frozenset({RunReason.RESTART, RunReason.RERUN, RunReason.RETRY_STEP})
+
+
 class Outcome(StrEnum):
     """What a worker's pass over a claim did to its execution."""
 
@@ -70,7 +73,17 @@ def execute(claim: Claim, store: Store) -> Outcome:
 
 
 def _lost(claim: Claim, store: Store) -> Outcome:
-    status = store.execution_status(claim.execution_id)
+    status, run_index, reason = store.execution_state(claim.execution_id) or (None, 0, None)
+    if run_index > claim.run_index and reason in OPERATOR_RUNS:
+        logger.info(
+            "Execution reopened while running execution=%s workflow=%s run=%d: an operator "
+            "asked for a new run (%s); this worker's run is discarded",
+            claim.execution_id,
+            claim.workflow,
+            claim.run_index,
+            reason,
+        )
+        return Outcome.LEASE_LOST
     if status == ExecutionStatus.CANCELLED:
         store.drop(claim)
         logger.info(

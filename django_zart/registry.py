@@ -73,6 +73,11 @@ def get_workflow(name: str | Workflow) -> Workflow:
         raise UnknownWorkflow(name) from None
 
 
+def workflow_names() -> list[str]:
+    """The names of the workflows registered in this process, sorted."""
+    return sorted(_workflows)
+
+
 def autodiscover(extra_modules: tuple[str, ...] = ()) -> None:
     """Import ``workflows`` of every installed app, then the configured extra modules."""
     autodiscover_modules("workflows")

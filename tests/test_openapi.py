@@ -103,3 +103,23 @@ def test_api_answers_no_server_error(case: Any, api: str) -> None:
     case.call_and_validate(
         base_url=api, headers={"Authorization": "Bearer %s" % TOKEN}, checks=[not_a_server_error]
     )
+
+
+def test_the_document_states_the_access_each_route_checks() -> None:
+    """Every operation's scope and permission in the document are the ones its route
+    enforces: the description cannot drift from the code."""
+    from django.urls import resolve
+
+    from django_zart.api.openapi import OPERATIONS
+
+    for operation in OPERATIONS:
+        url = "/zart" + operation.path.format(execution_id="x", name="n", rule_id="1")
+        methods = resolve(url).func.methods  # type: ignore[attr-defined]
+        access = methods[operation.method.upper()].access
+        if operation.scope is None:
+            assert access is None, operation.path
+            continue
+        assert (access.scope, access.permission) == (operation.scope, operation.permission), (
+            operation.method,
+            operation.path,
+        )

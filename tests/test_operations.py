@@ -4,6 +4,7 @@ refusal leaving every table as it was."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -413,7 +414,7 @@ def test_workers_apply_the_retention_setting_in_small_passes() -> None:
 
 
 def test_a_restart_takes_the_work_from_a_worker_still_running_the_cancelled_run(
-    drain: Drain,
+    drain: Drain, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Cancelled while running, then restarted before its worker's next write: that
     worker's next write is refused, so the old run cannot finish the new one."""
@@ -425,7 +426,10 @@ def test_a_restart_takes_the_work_from_a_worker_still_running_the_cancelled_run(
     (claim,) = store.claim(queues=["default"], limit=1, lease=30)
     zart.cancel("stale")
     zart.restart("stale")
-    assert engine.execute(claim, store) == "lease-lost"
+    with caplog.at_level(logging.INFO, logger="django_zart"):
+        assert engine.execute(claim, store) == "lease-lost"
+    assert "an operator asked for a new run (RESTART)" in caplog.text
+    assert "Lease lost" not in caplog.text
     assert not Step.objects.filter(run_index=1).exists()
     drain("stale")
     assert zart.status("stale").status == "COMPLETED"

@@ -4,7 +4,7 @@ This is the one interface between the runtime and the database. Its operations:
 
 * claiming: ``claim`` due tasks, ``drop`` a claimed task whose execution has already
   finished;
-* replaying: ``load_checkpoints``, ``execution_error``, ``execution_status``;
+* replaying: ``load_checkpoints``, ``execution_error``, ``execution_state``;
 * checkpoints: ``record`` one durable call's outcome, ``consume_event``, and the branch
   writes of ``BranchWrites``;
 * leaving an execution: ``suspend``, ``finish``, ``rerun``, ``release``;
@@ -33,7 +33,7 @@ from functools import cached_property
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Case, DateTimeField, F, Q, Value, When
+from django.db.models import Case, DateTimeField, F, OuterRef, Q, Subquery, Value, When
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -196,8 +196,13 @@ class Store(BranchWrites):
         return error
 
     @store_operation
-    def execution_status(self, execution_id: str) -> str | None:
-        return Execution.objects.filter(pk=execution_id).values_list("status", flat=True).first()
+    def execution_state(self, execution_id: str) -> tuple[str, int, str] | None:
+        """The execution's status, current run index and that run's reason, if it exists."""
+        current = Run.objects.filter(execution_id=OuterRef("pk"), index=OuterRef("run_index"))
+        row = Execution.objects.filter(pk=execution_id).values_list(
+            "status", "run_index", Subquery(current.values("reason")[:1])
+        )
+        return row.first()
 
     @store_operation
     def load_checkpoints(self, claim: Claim) -> list[Record]:
