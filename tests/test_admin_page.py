@@ -274,7 +274,8 @@ def test_runs_history_shows_reason_trigger_status_and_error(admin_client: Client
     ):
         assert text in page
     assert page.count('<td class="field-took">') == 3
-    assert "run 3 (Step retry)" not in page  # no step yet: no timeline header run
+    assert "run 3 (Step retry) · by admin:dana</h2>" in page
+    assert "No steps in this run yet." in page
 
 
 def test_events_show_who_sent_them(admin_client: Client) -> None:
@@ -454,3 +455,14 @@ def test_page_queries_do_not_grow_with_steps(admin_client: Client) -> None:
         assert page.count('<details class="zt-step"') in (5, 50)
 
     assert counts[0] == counts[1]
+
+
+def test_action_buttons_are_on_the_page(admin_client: Client) -> None:
+    unfinished = ExecutionFactory(status=ExecutionStatus.SUSPENDED)
+    failed = ExecutionFactory(failed=True)
+
+    assert '<div class="zart-page-actions"><ul class="zart-actions">' in page_of(
+        admin_client, unfinished
+    )
+    page = page_of(admin_client, failed)
+    assert "Retry failed step…" in page and "Cancel…" not in page

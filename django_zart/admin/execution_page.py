@@ -113,19 +113,44 @@ class ExecutionPageMixin(ReadOnlyAdmin):
         obj: Any = None,
     ) -> HttpResponse:
         if isinstance(obj, Execution):
-            context.update(self.page_context(obj))
+            context.update(
+                self.page_context(
+                    obj,
+                    steps=inline_rows(context, Step),
+                    runs=inline_rows(context, Run),
+                )
+            )
         return super().render_change_form(request, context, add, change, form_url, obj)
 
-    def page_context(self, execution: Execution) -> dict[str, Any]:
-        """The blocker, the work items and the timeline, for the page's template."""
+    def page_context(
+        self,
+        execution: Execution,
+        *,
+        steps: list[Step] | None = None,
+        runs: list[Run] | None = None,
+    ) -> dict[str, Any]:
+        """The action buttons, the blocker, the work items and the timeline, for the page's
+        template."""
         empty = self.get_empty_value_display()
         unfinished = not execution.is_finished
+        actions = getattr(self, "actions_html", None)
+        buttons = actions(execution) if actions else ""
         return {
+            "actions_html": "" if buttons == empty else buttons,
             "unfinished": unfinished,
             "blocker": whereabouts.blocker(execution) if unfinished else "",
             **work_context(execution, self.admin_site.name),
-            **timeline.context(execution, self.admin_site.name, empty),
+            **timeline.context(execution, self.admin_site.name, empty, steps=steps, runs=runs),
         }
+
+
+def inline_rows(context: dict[str, Any], model: type[Any]) -> list[Any] | None:
+    """The rows an inline of ``model`` on this page shows, read once for the inline and
+    the timeline both; ``None`` when the page has no such inline."""
+    for inline in context.get("inline_admin_formsets", ()):
+        if inline.formset.model is model:
+            return list(inline.formset.get_queryset())
+    return None
 
 
 def work_context(execution: Execution, site_name: str) -> dict[str, Any]:

@@ -74,30 +74,49 @@ class Timeline:
     """More steps than ``BAR_LIMIT``: the rest are left out."""
 
 
-def load(execution: Execution, *, now: datetime | None = None) -> Timeline:
-    """The current run's steps (with their run) and their attempts: two queries at most,
-    whatever their number, and one when no step needed a second attempt."""
+def load(
+    execution: Execution,
+    *,
+    now: datetime | None = None,
+    steps: Sequence[Step] | None = None,
+    runs: Sequence[Run] | None = None,
+) -> Timeline:
+    """The current run's steps and their attempts.
+
+    ``steps`` and ``runs`` are rows the page has already read (its inlines read every step
+    and run of the execution); without them they are read here. Either way the timeline
+    costs at most two queries, whatever the number of steps, and none of its own when the
+    rows are given and no step needed a second attempt.
+    """
     now = now or timezone.now()
-    steps = list(
-        Step.objects.filter(execution=execution, run_index=execution.run_index)
-        .select_related("run")
-        .order_by("sequence")[: BAR_LIMIT + 1]
-    )
-    more = len(steps) > BAR_LIMIT
-    steps = steps[:BAR_LIMIT]
-    attach_attempts(steps)
-    run = steps[0].run if steps else None
+    if steps is None:
+        current = list(
+            Step.objects.filter(execution=execution, run_index=execution.run_index).order_by(
+                "sequence"
+            )[: BAR_LIMIT + 1]
+        )
+    else:
+        current = sorted(
+            (s for s in steps if s.run_index == execution.run_index), key=lambda s: s.sequence
+        )
+    if runs is None:
+        run = Run.objects.filter(execution=execution, index=execution.run_index).first()
+    else:
+        run = next((r for r in runs if r.index == execution.run_index), None)
+    more = len(current) > BAR_LIMIT
+    current = current[:BAR_LIMIT]
+    attach_attempts(current)
     origin = run.created_at if run else (execution.started_at or execution.created_at)
-    if steps:
-        origin = min(origin, *(s.created_at for s in steps))
-    bars = build_bars(steps, origin=origin, now=now, running=not execution.is_finished)
+    if current:
+        origin = min(origin, *(s.created_at for s in current))
+    bars = build_bars(current, origin=origin, now=now, running=not execution.is_finished)
     flat = [*bars, *(branch for bar in bars for branch in bar.branches)]
     end = max([origin, *(bar.end for bar in flat)])
     if not execution.is_finished:
         end = max(end, now)
     elif execution.finished_at:
         end = max(end, execution.finished_at)
-    return Timeline(run=run, bars=bars, steps=steps, start=origin, end=end, more=more)
+    return Timeline(run=run, bars=bars, steps=current, start=origin, end=end, more=more)
 
 
 def attach_attempts(steps: Sequence[Step]) -> None:
@@ -396,9 +415,16 @@ def details_html(timeline: Timeline, site_name: str, empty: str) -> SafeString:
     return mark_safe("".join(blocks))  # noqa: S308  # each block is built by format_html
 
 
-def context(execution: Execution, site_name: str, empty: str) -> dict[str, Any]:
+def context(
+    execution: Execution,
+    site_name: str,
+    empty: str,
+    *,
+    steps: Sequence[Step] | None = None,
+    runs: Sequence[Run] | None = None,
+) -> dict[str, Any]:
     """What the page's template shows of the timeline."""
-    timeline = load(execution)
+    timeline = load(execution, steps=steps, runs=runs)
     return {
         "timeline": timeline,
         "timeline_html": timeline_html(timeline, site_name),
