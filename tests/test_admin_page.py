@@ -466,3 +466,19 @@ def test_action_buttons_are_on_the_page(admin_client: Client) -> None:
     )
     page = page_of(admin_client, failed)
     assert "Retry failed step…" in page and "Cancel…" not in page
+
+
+def test_steps_replayed_from_earlier_runs_are_named(admin_client: Client) -> None:
+    execution = ExecutionFactory(status=ExecutionStatus.RUNNING, run_index=2, replay_base=1)
+    first = RunFactory(execution=execution, index=1, status=RunStatus.FAILED)
+    kept = StepFactory(run=first, name="fetch-profile")
+    StepFactory(run=first, name="charge", status=StepStatus.FAILED, result=None)
+    second = RunFactory(execution=execution, index=2, reason=RunReason.RETRY_STEP)
+    StepFactory(run=second, name="charge")
+
+    page = page_of(admin_client, execution)
+    line = page.split('<p class="zt-replayed">', 1)[1].split("</p>", 1)[0]
+
+    assert "fetch-profile</a> (run 1)" in line
+    assert admin_url(Step, "change", kept.pk) in line
+    assert "charge" not in line

@@ -72,6 +72,9 @@ class Timeline:
     end: datetime
     more: bool
     """More steps than ``BAR_LIMIT``: the rest are left out."""
+    replayed: list[Step] = field(default_factory=list)
+    """Completed steps of earlier runs the current run replays instead of running them
+    (known only when the page hands the timeline every step of the execution)."""
 
 
 def load(
@@ -116,7 +119,32 @@ def load(
         end = max(end, now)
     elif execution.finished_at:
         end = max(end, execution.finished_at)
-    return Timeline(run=run, bars=bars, steps=current, start=origin, end=end, more=more)
+    return Timeline(
+        run=run,
+        bars=bars,
+        steps=current,
+        start=origin,
+        end=end,
+        more=more,
+        replayed=replayed(execution, steps, current) if steps is not None else [],
+    )
+
+
+def replayed(execution: Execution, steps: Sequence[Step], current: Sequence[Step]) -> list[Step]:
+    """The completed steps of runs from ``replay_base`` on that the current run has no row
+    of: it replays their checkpoints (the latest run's, position by position)."""
+    own = {s.position for s in current}
+    latest: dict[str, Step] = {}
+    for step in steps:
+        if (
+            execution.replay_base <= step.run_index < execution.run_index
+            and step.status == StepStatus.COMPLETED
+            and step.position not in own
+        ):
+            kept = latest.get(step.position)
+            if kept is None or kept.run_index < step.run_index:
+                latest[step.position] = step
+    return sorted(latest.values(), key=lambda s: (s.run_index, s.sequence))
 
 
 def attach_attempts(steps: Sequence[Step]) -> None:
@@ -339,10 +367,39 @@ def legend_html() -> str:
     )
 
 
+REPLAYED_SHOWN = 50
+"""Replayed steps named at most, the rest counted."""
+
+
+def replayed_html(timeline: Timeline, site_name: str) -> str:
+    if not timeline.replayed:
+        return ""
+    links = format_html_join(
+        ", ",
+        '<a href="{}">{}</a> ({})',
+        (
+            (
+                reverse(site_name + ":django_zart_step_change", args=(step.pk,)),
+                step.position,
+                _("run %d") % step.run_index,
+            )
+            for step in timeline.replayed[:REPLAYED_SHOWN]
+        ),
+    )
+    rest = len(timeline.replayed) - REPLAYED_SHOWN
+    return format_html(
+        '<p class="zt-replayed">{} {}{}</p>',
+        _("Replayed from earlier runs, not run again:"),
+        links,
+        format_html(" {}", ngettext("and %d more", "and %d more", rest) % rest) if rest > 0 else "",
+    )
+
+
 def timeline_html(timeline: Timeline, site_name: str) -> SafeString:
-    """The bars, the axis and the legend."""
+    """The bars, the axis and the legend, and the steps replayed from earlier runs."""
+    replayed = replayed_html(timeline, site_name)
     if not timeline.bars:
-        return format_html('<p class="zt-empty">{}</p>', _("No steps in this run yet."))
+        return format_html('<p class="zt-empty">{}</p>{}', _("No steps in this run yet."), replayed)
     rows = format_html_join(
         "", "{}", ((bar_html(bar, timeline, site_name),) for bar in timeline.bars)
     )
@@ -353,7 +410,12 @@ def timeline_html(timeline: Timeline, site_name: str) -> SafeString:
             _("More than %d steps: only the first %d are drawn.") % (BAR_LIMIT, BAR_LIMIT),
         )
     return format_html(
-        '<div class="zt-timeline">{}{}</div>{}{}', axis_html(timeline), rows, note, legend_html()
+        '{}<div class="zt-timeline">{}{}</div>{}{}',
+        replayed,
+        axis_html(timeline),
+        rows,
+        note,
+        legend_html(),
     )
 
 
