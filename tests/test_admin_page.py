@@ -482,3 +482,26 @@ def test_steps_replayed_from_earlier_runs_are_named(admin_client: Client) -> Non
     assert "fetch-profile</a> (run 1)" in line
     assert admin_url(Step, "change", kept.pk) in line
     assert "charge" not in line
+
+
+def test_step_rows_are_capped_current_run_first(admin_client: Client, monkeypatch: Any) -> None:
+    from django_zart.admin import execution_page
+
+    monkeypatch.setattr(execution_page, "STEP_ROWS", 4)
+    execution = ExecutionFactory(completed=True, run_index=2)
+    StepFactory.create_batch(3, run=RunFactory(execution=execution, index=1))
+    current = build_run(execution, steps=3)
+
+    page = page_of(admin_client, execution)
+
+    assert page.count('<td class="field-position">') == 4
+    run_indexes = re.findall(r'<td class="field-run_index">\s*<p>(\d+)</p>', page)
+    assert run_indexes == ["2", "2", "2", "1"]
+    assert "The steps below are the first 4 only" in page
+    steps_url = admin_url(Step, "changelist") + "?execution__id__exact=" + execution.pk
+    assert steps_url in page
+    listing = admin_client.get(steps_url)
+    assert listing.status_code == 200
+    assert listing.text.count('<td class="field-execution_html">') == 6
+    assert page.count('<details class="zt-step"') == 3
+    assert current.index == 2

@@ -8,9 +8,11 @@ constant number of queries whatever the number of steps.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import admin
 from django.db.models.functions import Now
+from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -46,8 +48,24 @@ class RunInline(ReadOnlyInline):
         return timeline.duration(obj.finished_at - obj.created_at)
 
 
+STEP_ROWS = 1_000
+"""Step rows listed under an execution at most: the latest run's first, by sequence."""
+
+
+class LatestStepsFormSet(BaseInlineFormSet):  # type: ignore[type-arg]  # generic only in the stubs
+    """The inline's steps, cut at ``STEP_ROWS``: a loop of 100,000 steps still opens."""
+
+    def get_queryset(self) -> Any:
+        if not hasattr(self, "_capped"):
+            self._capped = super().get_queryset()[:STEP_ROWS]
+        return self._capped
+
+
 class StepInline(ReadOnlyInline):
+    """Steps of every run, the current run first; the Steps list holds them all."""
+
     model = Step
+    formset = LatestStepsFormSet
     fields = (
         "run_index",
         "sequence",
@@ -61,7 +79,7 @@ class StepInline(ReadOnlyInline):
         "updated_at",
     )
     readonly_fields = fields
-    ordering = ("run_index", "sequence")
+    ordering = ("-run_index", "sequence")
     show_change_link = True
 
     result_html = shown("result", _("result"), limit=ROW_LIMIT)
@@ -113,10 +131,17 @@ class ExecutionPageMixin(ReadOnlyAdmin):
         obj: Any = None,
     ) -> HttpResponse:
         if isinstance(obj, Execution):
+            steps = inline_rows(context, Step)
+            context["steps_capped"] = steps is not None and len(steps) >= STEP_ROWS
+            context["step_rows"] = STEP_ROWS
+            context["steps_list_url"] = "%s?%s" % (
+                reverse(self.admin_site.name + ":django_zart_step_changelist"),
+                urlencode({"execution__id__exact": obj.pk}),
+            )
             context.update(
                 self.page_context(
                     obj,
-                    steps=inline_rows(context, Step),
+                    steps=steps,
                     runs=inline_rows(context, Run),
                 )
             )
