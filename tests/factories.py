@@ -18,7 +18,7 @@ from typing import Any
 import factory
 from django.utils import timezone
 
-from django_zart.models import Event, Execution, Run, Step, StepAttempt, Task, Worker
+from django_zart.models import Event, Execution, PauseRule, Run, Step, StepAttempt, Task, Worker
 from django_zart.states import (
     AttemptStatus,
     ExecutionStatus,
@@ -154,3 +154,14 @@ class WorkerFactory(factory.django.DjangoModelFactory):
     concurrency = 4
     heartbeat_at = factory.LazyAttribute(lambda o: timezone.now() - (o.dead_for or timedelta()))
     expires_at = factory.LazyAttribute(lambda o: o.heartbeat_at + timedelta(seconds=30))
+
+
+class PauseRuleFactory(factory.django.DjangoModelFactory):
+    """An active pause rule on one workflow."""
+
+    class Meta:
+        model = PauseRule
+
+    workflow = "onboarding"
+    reason = "card processor outage"
+    created_by = "admin:dana"
