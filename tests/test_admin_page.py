@@ -316,18 +316,27 @@ def test_work_item_shows_its_lease_and_the_candidate_workers(admin_client: Clien
 
 
 def test_blocker_line_shows_only_when_there_is_one(admin_client: Client, monkeypatch: Any) -> None:
-    execution = ExecutionFactory(status=ExecutionStatus.SUSPENDED)
-    assert "Why isn't it running?" not in page_of(admin_client, execution)
-
     from django_zart.admin import whereabouts
+
+    execution = ExecutionFactory(status=ExecutionStatus.SUSPENDED)
+    monkeypatch.setattr(whereabouts, "blocker", lambda e: "")
+    assert "Why isn't it running?" not in page_of(admin_client, execution)
 
     monkeypatch.setattr(whereabouts, "blocker", lambda e: "sleeping until <14:05>")
     page = page_of(admin_client, execution)
 
-    assert "Why isn&#x27;t it running?" in page or "Why isn't it running?" in page
-    assert "sleeping until &lt;14:05&gt;" in page
+    assert "Why isn't it running?</strong> sleeping until &lt;14:05&gt;" in page
     finished = ExecutionFactory(completed=True)
     assert "sleeping until" not in page_of(admin_client, finished)
+
+
+def test_blocker_of_the_real_execution_is_shown(admin_client: Client) -> None:
+    execution = ExecutionFactory(status=ExecutionStatus.SUSPENDED, queue="nobody-serves")
+
+    page = page_of(admin_client, execution)
+
+    assert '<p class="zart-blocker"><strong>' in page
+    assert "nobody-serves" in page.split('<p class="zart-blocker">', 1)[1].split("</p>", 1)[0]
 
 
 def test_refresh_toggle_only_while_unfinished(admin_client: Client) -> None:
