@@ -288,31 +288,30 @@ def test_events_show_who_sent_them(admin_client: Client) -> None:
     assert '<td class="field-sent_by">' in page
 
 
-def test_work_item_shows_its_lease_and_the_candidate_workers(admin_client: Client) -> None:
+def test_work_items_show_their_lease_and_the_holder(admin_client: Client) -> None:
     execution = ExecutionFactory(status=ExecutionStatus.RUNNING, queue="mail")
     token = uuid.uuid4()
+    lease_until = timezone.now() + timedelta(seconds=25)
     rule = PauseRule.objects.create(workflow="onboarding", step="charge-*")
     TaskFactory(
         execution=execution,
         held_by=token,
         claimed_at=timezone.now() - timedelta(seconds=5),
-        lease_until=timezone.now() + timedelta(seconds=25),
+        lease_until=lease_until,
         recoveries=2,
     )
     TaskFactory(execution=execution, kind=TaskKind.BRANCH, paused_by=rule)
-    WorkerFactory(id="mailer-1", queues=["mail"])
-    WorkerFactory(id="other-queue", queues=["default"])
-    WorkerFactory(id="dead-mailer", queues=["mail"], dead_for=timedelta(minutes=5))
+    WorkerFactory(id="mailer-1", queues=["mail"], expires_at=lease_until)
 
     page = page_of(admin_client, execution)
+    work = page.split('<table class="zart-work">', 1)[1].split("</table>", 1)[0]
 
-    assert str(token) in page
-    assert " left)" in page
-    assert "<td>2</td>" in page
-    assert admin_url(PauseRule, "change", rule.pk) in page
-    workers = page.split('<p class="zart-workers">', 1)[1].split("</p>", 1)[0]
-    assert "mailer-1" in workers
-    assert "other-queue" not in workers and "dead-mailer" not in workers
+    assert str(token) in work
+    assert " left)" in work
+    assert "<td>2</td>" in work
+    assert "Parallel branch" in work and "not held" in work
+    assert admin_url(PauseRule, "change", rule.pk) in work
+    assert "mailer-1" in page.split('<p class="zart-blocker">', 1)[1].split("</p>", 1)[0]
 
 
 def test_blocker_line_shows_only_when_there_is_one(admin_client: Client, monkeypatch: Any) -> None:

@@ -11,15 +11,13 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import admin
-from django.db.models.functions import Now
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from ..models import Event, Execution, Run, Step, StepAttempt, Task, Worker
-from ..states import TaskKind
+from ..models import Event, Execution, Run, Step, StepAttempt, Task
 from . import timeline, whereabouts
 from .display import PAGE_LIMIT, ROW_LIMIT, ReadOnlyAdmin, ReadOnlyInline, shown
 
@@ -179,33 +177,23 @@ def inline_rows(context: dict[str, Any], model: type[Any]) -> list[Any] | None:
 
 
 def work_context(execution: Execution, site_name: str) -> dict[str, Any]:
-    """The execution's work items (its body and its branches) and who may hold them.
+    """The execution's work items (its body and its branches): their claims and leases.
 
-    A task records a claim token, not a worker: while one is held, the live workers
-    serving its queue are the candidates, named as such.
+    A task records a claim token, not a worker; the blocker sentence names the worker
+    whose lease matches.
     """
     if execution.is_finished:
-        return {"tasks": [], "any_held": False, "queue_workers": []}
-    tasks = list(
+        return {"tasks": []}
+    tasks = (
         Task.objects.filter(execution=execution)
         .select_related("paused_by")
         .defer("payload")
         .order_by("kind", "pk")
     )
-    queues = {task.queue for task in tasks} or {execution.queue}
-    workers = []
-    any_held = any(task.held_by is not None for task in tasks)
-    if any_held:
-        workers = [
-            worker
-            for worker in Worker.objects.filter(expires_at__gt=Now()).order_by("id")
-            if isinstance(worker.queues, list) and queues & set(worker.queues)
-        ]
     now = timezone.now()
     rows = [
         {
             "task": task,
-            "body": task.kind == TaskKind.BODY,
             "held": task.held_by is not None and task.lease_until is not None,
             "lease_left": timeline.duration(task.lease_until - now)
             if task.lease_until and task.lease_until > now
@@ -219,9 +207,4 @@ def work_context(execution: Execution, site_name: str) -> dict[str, Any]:
         }
         for task in tasks
     ]
-    return {
-        "tasks": rows,
-        "any_held": any_held,
-        "queue_workers": workers,
-        "queues": sorted(queues),
-    }
+    return {"tasks": rows}
