@@ -498,11 +498,10 @@ def test_step_rows_are_capped_current_run_first(admin_client: Client, monkeypatc
     monkeypatch.setattr(execution_page, "STEP_ROWS", 4)
     execution = ExecutionFactory(completed=True, run_index=2)
     StepFactory.create_batch(3, run=RunFactory(execution=execution, index=1))
-    current = build_run(execution, steps=3)
+    build_run(execution, steps=3)
 
     page = page_of(admin_client, execution)
 
-    assert page.count('<td class="field-position">') == 4
     run_indexes = re.findall(r'<td class="field-run_index">\s*<p>(\d+)</p>', page)
     assert run_indexes == ["2", "2", "2", "1"]
     assert "The steps below are the first 4 only" in page
@@ -512,4 +511,30 @@ def test_step_rows_are_capped_current_run_first(admin_client: Client, monkeypatc
     assert listing.status_code == 200
     assert listing.text.count('<td class="field-execution_html">') == 6
     assert page.count('<details class="zt-step"') == 3
-    assert current.index == 2
+
+
+def test_timeline_reads_its_own_steps_when_the_list_is_cut(
+    admin_client: Client, monkeypatch: Any
+) -> None:
+    from django_zart.admin import execution_page
+
+    monkeypatch.setattr(execution_page, "STEP_ROWS", 4)
+    execution = ExecutionFactory(completed=True)
+    build_run(execution, steps=6)
+
+    page = page_of(admin_client, execution)
+
+    assert page.count('<td class="field-position">') == 4
+    assert page.count('<details class="zt-step"') == 6
+
+
+def test_timeline_without_time_zones(admin_client: Client, settings: Any) -> None:
+    settings.USE_TZ = False
+    execution = ExecutionFactory(status=ExecutionStatus.RUNNING)
+    run = build_run(execution)
+    step = StepFactory(run=run, attempts=2)
+    StepAttemptFactory(step=step, number=1)
+
+    page = page_of(admin_client, execution)
+
+    assert 'class="zt-seg zt-failed"' in page

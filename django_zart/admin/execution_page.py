@@ -46,8 +46,9 @@ class RunInline(ReadOnlyInline):
         return timeline.duration(obj.finished_at - obj.created_at)
 
 
-STEP_ROWS = 1_000
-"""Step rows listed under an execution at most: the latest run's first, by sequence."""
+STEP_ROWS = 200
+"""Step rows listed under an execution at most: the latest run's first, by sequence. (The
+timeline above them shows up to ``timeline.BAR_LIMIT`` steps of the current run.)"""
 
 
 class LatestStepsFormSet(BaseInlineFormSet):  # type: ignore[type-arg]  # generic only in the stubs
@@ -130,7 +131,8 @@ class ExecutionPageMixin(ReadOnlyAdmin):
     ) -> HttpResponse:
         if isinstance(obj, Execution):
             steps = inline_rows(context, Step)
-            context["steps_capped"] = steps is not None and len(steps) >= STEP_ROWS
+            capped = steps is not None and len(steps) >= STEP_ROWS
+            context["steps_capped"] = capped
             context["step_rows"] = STEP_ROWS
             context["steps_list_url"] = "%s?%s" % (
                 reverse(self.admin_site.name + ":django_zart_step_changelist"),
@@ -139,7 +141,8 @@ class ExecutionPageMixin(ReadOnlyAdmin):
             context.update(
                 self.page_context(
                     obj,
-                    steps=steps,
+                    # A cut list may lack steps of the current run: then it reads its own.
+                    steps=None if capped else steps,
                     runs=inline_rows(context, Run),
                 )
             )

@@ -238,10 +238,15 @@ def segments(step: Step, start: datetime, end: datetime) -> list[Segment]:
     return parts
 
 
+def local(moment: datetime) -> datetime:
+    """``moment`` in the current time zone (as stored, when ``USE_TZ`` is off)."""
+    return timezone.localtime(moment) if timezone.is_aware(moment) else moment
+
+
 def clock(moment: datetime | None) -> str:
     if moment is None:
         return ""
-    return timezone.localtime(moment).strftime("%H:%M:%S")
+    return local(moment).strftime("%H:%M:%S")
 
 
 def duration(delta: timedelta) -> str:
@@ -430,7 +435,7 @@ def attempts_html(step: Step, empty: str) -> str:
             (
                 a.number,
                 a.get_status_display(),
-                timezone.localtime(a.finished_at).strftime("%Y-%m-%d %H:%M:%S"),
+                local(a.finished_at).strftime("%Y-%m-%d %H:%M:%S"),
                 error_html(a.error, limit=ROW_LIMIT, empty=empty, collapsible=True, open=False),
             )
             for a in attempts
