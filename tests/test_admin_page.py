@@ -539,3 +539,18 @@ def test_timeline_without_time_zones(admin_client: Client, settings: Any) -> Non
     page = page_of(admin_client, execution)
 
     assert 'class="zt-seg zt-failed"' in page
+
+
+def test_axis_shows_the_start_then_offsets() -> None:
+    start = timezone.now()
+    line = timeline.Timeline(
+        run=None, bars=[], steps=[], start=start, end=start + timedelta(seconds=4), more=False
+    )
+
+    axis = timeline.axis_html(line)
+
+    assert timeline.clock(start) in axis
+    assert '<span class="zt-tick" style="left:50%">+2.0 s</span>' in axis
+    assert '<span class="zt-tick" style="left:100%">+4.0 s</span>' in axis
+    assert timeline.duration(timedelta(milliseconds=250)) == "250 ms"
+    assert timeline.duration(timedelta(minutes=3, seconds=5)) == "3 min 5 s"

@@ -341,11 +341,14 @@ def bar_html(bar: Bar, timeline: Timeline, site_name: str, *, branch: bool = Fal
 
 
 def axis_html(timeline: Timeline) -> str:
+    """The run's start as a clock time, then offsets from it: they read the same for a
+    run of 200 ms and one of two days."""
     span = timeline.end - timeline.start
+    labels = [clock(timeline.start)] + ["+" + duration(span * i / 4) for i in range(1, 5)]
     ticks = format_html_join(
         "",
         '<span class="zt-tick" style="left:{}%">{}</span>',
-        (("%d" % (i * 25), clock(timeline.start + span * i / 4)) for i in range(5)),
+        (("%d" % (i * 25), label) for i, label in enumerate(labels)),
     )
     return format_html(
         '<div class="zt-row zt-axis-row"><div class="zt-label">{}</div>'
