@@ -75,11 +75,11 @@ def redact(value: Any) -> Any:
 
 
 def json_html(
-    value: Any, *, limit: int, empty: str, collapsible: bool = False, open: bool = True
+    value: Any, *, limit: int, empty: str, collapsible: bool = False, expanded: bool = True
 ) -> str:
     """``value`` as indented JSON in ``<pre>``, redacted, escaped, and cut at ``limit``.
 
-    ``collapsible`` wraps it in ``<details>`` (open unless ``open=False``) whose summary
+    ``collapsible`` wraps it in ``<details>`` (open unless ``expanded=False``) whose summary
     says what it holds, so a long document can be folded away without any script.
     """
     if value is None:
@@ -90,7 +90,7 @@ def json_html(
         return pre
     return format_html(
         '<details class="zart-json"{}><summary>{}</summary>{}</details>',
-        " open" if open else "",
+        " open" if expanded else "",
         json_summary(value),
         pre,
     )
@@ -106,7 +106,7 @@ def json_summary(value: Any) -> str:
 
 
 def error_html(
-    error: Any, *, limit: int, empty: str, collapsible: bool = False, open: bool = True
+    error: Any, *, limit: int, empty: str, collapsible: bool = False, expanded: bool = True
 ) -> str:
     """A stored error: its fields as JSON, then its traceback as text.
 
@@ -114,7 +114,9 @@ def error_html(
     like the traceback it is. ``collapsible`` folds the traceback into ``<details>``.
     """
     if not isinstance(error, dict) or not isinstance(error.get("traceback"), str):
-        return json_html(error, limit=limit, empty=empty, collapsible=collapsible, open=open)
+        return json_html(
+            error, limit=limit, empty=empty, collapsible=collapsible, expanded=expanded
+        )
     fields = {key: value for key, value in error.items() if key != "traceback"}
     traceback = format_html(
         '<pre class="zart-traceback">{}</pre>', cut_tail(error["traceback"], limit)
@@ -122,7 +124,7 @@ def error_html(
     if collapsible:
         traceback = format_html(
             '<details class="zart-json"{}><summary>{}</summary>{}</details>',
-            " open" if open else "",
+            " open" if expanded else "",
             _("traceback"),
             traceback,
         )

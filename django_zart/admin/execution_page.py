@@ -1,5 +1,5 @@
 """The page of one execution: its data, why it is not running, the timeline of its
-current run, its runs, steps, events and the work item a worker holds.
+current run, its runs, steps, events, and its work items with their claims and leases.
 
 ``ExecutionPageMixin`` is the change page part of ``ExecutionAdmin``. The page costs a
 constant number of queries whatever the number of steps.

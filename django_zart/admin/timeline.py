@@ -439,7 +439,7 @@ def attempts_html(step: Step, empty: str) -> str:
                 a.number,
                 a.get_status_display(),
                 local(a.finished_at).strftime("%Y-%m-%d %H:%M:%S"),
-                error_html(a.error, limit=ROW_LIMIT, empty=empty, collapsible=True, open=False),
+                error_html(a.error, limit=ROW_LIMIT, empty=empty, collapsible=True, expanded=False),
             )
             for a in attempts
         ),
