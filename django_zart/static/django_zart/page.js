@@ -4,12 +4,15 @@
   "use strict";
   var KEY = "django_zart.refresh";
 
-  function openTarget() {
-    var id = window.location.hash.slice(1);
+  function openStep(id) {
     var target = id && document.getElementById(id);
     if (target && target.tagName === "DETAILS") {
       target.open = true;
     }
+  }
+
+  function openTarget() {
+    openStep(window.location.hash.slice(1));
   }
 
   function setUpRefresh() {
@@ -44,6 +47,13 @@
   document.addEventListener("DOMContentLoaded", function () {
     openTarget();
     setUpRefresh();
+  });
+  // A second click on the same bar changes no hash: open its block all the same.
+  document.addEventListener("click", function (event) {
+    var link = event.target.closest && event.target.closest('a[href^="#step-"]');
+    if (link) {
+      openStep(link.getAttribute("href").slice(1));
+    }
   });
   window.addEventListener("hashchange", openTarget);
 })();
