@@ -31,11 +31,10 @@ from ..states import AttemptStatus, StepKind, StepStatus
 from .display import ROW_LIMIT, error_html, json_html
 
 BAR_LIMIT = 500
-"""Bars drawn at most; a run with more steps says how many it left out."""
+"""Bars drawn at most; a run with more steps says that only the first ones are drawn."""
 
 UNFINISHED = frozenset({StepStatus.RETRYING, StepStatus.SCHEDULED, StepStatus.WAITING})
 HATCHED = frozenset({StepKind.SLEEP, StepKind.EVENT})
-
 
 ATTEMPTS = "zart_attempts"
 
