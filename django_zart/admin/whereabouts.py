@@ -175,9 +175,11 @@ def gather(executions: Sequence[Execution]) -> dict[str, Where]:
 
 def _time(moment: datetime, *, seconds: bool = False) -> str:
     """A time of day in the current time zone, with its date when it is not today."""
-    local = timezone.localtime(moment)
+    # With USE_TZ = False the database hands back naive local times: shown as they are.
+    local = moment if timezone.is_naive(moment) else timezone.localtime(moment)
+    today = timezone.localdate() if timezone.is_aware(moment) else timezone.now().date()
     shown = local.strftime("%H:%M:%S" if seconds else "%H:%M")
-    if local.date() != timezone.localdate():
+    if local.date() != today:
         shown = "%s %s" % (local.strftime("%Y-%m-%d"), shown)
     return shown
 
