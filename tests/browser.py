@@ -113,12 +113,19 @@ def log_in(page: Page) -> Callable[..., None]:
 @pytest.fixture
 def screenshot(page: Page) -> Callable[..., None]:
     """Save the page as ``docs/screenshots/<name>`` when ``ZART_SCREENSHOTS=1``: the whole
-    page, or with ``full_page=False`` what a window shows."""
+    page, or with ``until`` a CSS selector, the top of the page down to that element."""
 
-    def save(name: str, *, full_page: bool = True) -> None:
+    def save(name: str, *, until: str | None = None) -> None:
         if os.environ.get("ZART_SCREENSHOTS") != "1":
             return
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / name), full_page=full_page)
+        path = str(SCREENSHOTS / name)
+        box = page.locator(until).bounding_box() if until else None
+        if box is None:
+            page.screenshot(path=path, full_page=True)
+            return
+        width = page.viewport_size["width"] if page.viewport_size else 1440
+        clip = {"x": 0, "y": 0, "width": width, "height": box["y"] + box["height"] + 16}
+        page.screenshot(path=path, full_page=True, clip=clip)  # type: ignore[arg-type]
 
     return save

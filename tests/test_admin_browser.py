@@ -92,7 +92,8 @@ def test_log_in_filter_the_list_and_read_a_failed_execution(
     text = page.locator("#content").inner_text()
     assert "card network down, the first time only" in text
     assert "ConnectionError" in text
-    screenshot("execution-page.png", full_page=False)
+    timeline = page.locator(".zart-timeline-module")
+    assert "charge-once" in timeline.inner_text()
 
 
 def test_overview_and_workers(
@@ -151,6 +152,7 @@ def test_a_user_without_permissions_sees_no_action(
 def test_retry_a_failed_execution_from_the_list_and_watch_it_complete(
     page: Page,
     log_in: LogIn,
+    screenshot: Shot,
     superuser: Any,
     failed_checkout: str,
     drain: Callable[..., None],
@@ -175,6 +177,8 @@ def test_retry_a_failed_execution_from_the_list_and_watch_it_complete(
     assert Execution.objects.get(pk=failed_checkout).status == ExecutionStatus.COMPLETED
     assert "COMPLETED" in text.upper()
     assert "charged 42" in text
+    assert "admin:dana" in text  # the retry's run records who asked
+    screenshot("execution-page.png", until=".zart-timeline-module")
 
 
 def test_send_an_event_from_the_form(
@@ -190,11 +194,10 @@ def test_send_an_event_from_the_form(
     log_in("dana")
 
     page.goto(change_url(execution_id))
-    button = page.get_by_role("link", name="Send event…")
-    if button.count():
-        button.click()
-    else:  # the page does not show its action buttons yet
-        page.goto(change_url(execution_id).replace("/change/", "/send-event/"))
+    blocker = page.locator(".zart-blocker").inner_text()
+    assert "Why isn't it running?" in blocker
+    assert "Waiting for event approved since" in blocker
+    page.get_by_role("link", name="Send event…").click()
     page.fill("input[name=name]", "approved")
     page.fill("textarea[name=payload]", '{"by": dana}')
     page.get_by_role("button", name="Send").or_(page.locator("input[type=submit]")).first.click()
@@ -215,11 +218,7 @@ def test_start_an_execution(
 ) -> None:
     log_in("dana")
     page.goto("/admin/django_zart/execution/")
-    link = page.get_by_role("link", name="Start an execution")
-    if link.count():
-        link.click()
-    else:  # the list does not link it yet
-        page.goto("/admin/django_zart/execution/start/")
+    page.get_by_role("link", name="Start an execution").click()
     page.select_option("select[name=workflow]", "arith")
     page.fill("input[name=execution_id]", "sum-42")
     page.fill("textarea[name=input]", '{"a": 2, "b": 3}')
