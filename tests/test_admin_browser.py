@@ -231,3 +231,35 @@ def test_start_an_execution(
     page.reload()
     assert Execution.objects.get(pk="sum-42").output == {"sum": 115}
     assert "115" in page.locator("#content").inner_text()
+
+
+def test_pause_a_workflow_see_the_rule_and_resume_it(
+    page: Page, log_in: LogIn, superuser: Any, run_worker: Callable[..., int]
+) -> None:
+    execution_id = zart.start("approval", {}, execution_id="expense-8")
+    run_worker()
+    log_in("dana")
+
+    page.goto(change_url(execution_id))
+    page.get_by_role("link", name="Pause…").click()
+    page.get_by_label(re.compile("every execution of workflow approval")).check()
+    page.fill("input[name=reason]", "approvals frozen for the audit")
+    page.locator("form.zart-action input[type=submit], form.zart-action button").first.click()
+    page.wait_for_url(re.compile(re.escape(change_url(execution_id))))
+    assert "Paused by" in page.locator(".messagelist").inner_text()
+
+    page.goto("/admin/django_zart/pauserule/?state=active")
+    row = page.locator("#result_list tbody tr").first
+    assert "workflow approval" in row.inner_text()
+    assert "approvals frozen for the audit" in row.inner_text()
+    assert "admin:dana" in row.inner_text()
+
+    page.goto(change_url(execution_id))
+    page.get_by_role("link", name="Resume…").click()
+    page.locator("form.zart-action input[type=submit], form.zart-action button").first.click()
+    page.wait_for_url(re.compile(re.escape(change_url(execution_id))))
+    assert "Resumed" in page.locator(".messagelist").inner_text()
+
+    page.goto("/admin/django_zart/pauserule/?state=ended")
+    ended = page.locator("#result_list tbody tr").first.inner_text()
+    assert "ended" in ended and "resumed" in ended and "by admin:dana" in ended
