@@ -107,6 +107,16 @@ class Execution(models.Model):
         return self.status in TERMINAL
 
 
+class Overview(Execution):
+    """No table of its own: the overview page's entry in the admin index."""
+
+    class Meta:
+        proxy = True
+        verbose_name = _("overview")
+        verbose_name_plural = _("overview")
+        default_permissions = ()
+
+
 class Run(models.Model):
     execution = models.ForeignKey(
         Execution, on_delete=models.CASCADE, related_name="runs", verbose_name=_("execution")

@@ -180,3 +180,21 @@ def test_age_text() -> None:
     assert age_text(now - timedelta(hours=3), now) == "3 h ago"
     assert age_text(now + timedelta(days=3), now) == "in 3 days"
     assert age_text(None) == "-"
+
+
+def test_the_admin_index_links_the_overview_for_readers_only(
+    admin_client: Client, django_user_model: Any
+) -> None:
+    index = admin_client.get(reverse("admin:index"))
+    entry = reverse("admin:django_zart_overview_changelist")
+    assert entry in index.text
+    response = admin_client.get(entry)
+    assert response.status_code == 302
+    assert response["Location"] == reverse("admin:django_zart_overview")
+
+    clerk = django_user_model.objects.create_user("clerk", password="pw", is_staff=True)
+    clerk.user_permissions.add(Permission.objects.get(codename="view_worker"))
+    client = Client()
+    client.force_login(clerk)
+    assert entry not in client.get(reverse("admin:index")).text
+    assert client.get(entry).status_code == 403

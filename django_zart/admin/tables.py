@@ -13,16 +13,17 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Model, QuerySet
 from django.db.models.functions import Now
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
-from ..models import Event, PauseRule, Schedule, Step, Task, Worker
+from ..models import Event, Overview, PauseRule, Schedule, Step, Task, Worker
 from . import overview
 from .display import PAGE_LIMIT, ReadOnlyAdmin, execution_column, shown
 from .execution_page import StepAttemptInline
@@ -323,3 +324,30 @@ class ScheduleAdmin(ReadOnlyAdmin):
     @admin.display(description=_("next tick in"), ordering="next_tick_at")
     def next_tick_in(self, obj: Schedule) -> str:
         return age_text(obj.next_tick_at)
+
+
+@admin.register(Overview)
+class OverviewAdmin(admin.ModelAdmin):  # type: ignore[type-arg]  # generic only in the stubs
+    """Puts the overview page in the admin index, for whoever may read executions."""
+
+    def get_model_perms(self, request: HttpRequest) -> dict[str, bool]:
+        return {"view": self.has_view_permission(request)}
+
+    def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return request.user.has_perm("django_zart.view_execution")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return HttpResponseRedirect(reverse(self.admin_site.name + ":django_zart_overview"))
