@@ -62,7 +62,7 @@ def cancel(execution_id: str, *, reason: str = "", by: str = "") -> Execution:
     raises ``ExecutionFinished``.
     """
     check_name(execution_id, "execution_id", limit=MAX_ID_LENGTH)
-    reason = _text(reason, "reason")
+    reason = serialization.text_argument(reason, "reason")
     by = _by(by)
     with transaction.atomic():
         status = _cancel(execution_id, reason, by)
@@ -364,14 +364,8 @@ def _fresh(execution_id: str) -> Execution:
     return Execution.objects.get(pk=execution_id)
 
 
-def _text(value: Any, what: str) -> str:
-    if not isinstance(value, str):
-        raise InvalidArgument("%s must be a string, not %r." % (what, value))
-    return serialization.clean(value)[:10_000]
-
-
 def _by(value: Any) -> str:
-    return _text(value, "by")[:200]
+    return serialization.text_argument(value, "by", 200)
 
 
 async def acancel(execution_id: str, *, reason: str = "", by: str = "") -> Execution:

@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from django.db import transaction
 from django.db.models import Q, QuerySet
@@ -36,7 +36,7 @@ from .durations import Duration, to_seconds
 from .errors import InvalidArgument, OperationRefused, PauseRuleNotFound
 from .models import Execution, PauseRule, Task
 from .names import MAX_ID_LENGTH, MAX_NAME_LENGTH, check_name
-from .serialization import clean
+from .serialization import text_argument
 from .states import ExecutionStatus, TaskKind
 
 if TYPE_CHECKING:
@@ -147,8 +147,8 @@ def pause(
         execution_id=execution_id or "",
         workflow=workflow or "",
         step=step or "",
-        reason=_text(reason, "reason"),
-        created_by=_text(by, "by")[:200],
+        reason=text_argument(reason, "reason"),
+        created_by=text_argument(by, "by", 200),
         expires_at=_expiry(expires_at),
     )
     with transaction.atomic():
@@ -296,7 +296,7 @@ def _end(rule_id: int, *, by: str, how: str) -> PauseRule:
                 % (rule_id, rule.end_reason or "ended", rule.ended_at.isoformat())
             )
         rule.ended_at = timezone.now()
-        rule.ended_by = _text(by, "by")[:200]
+        rule.ended_by = text_argument(by, "by", 200)
         rule.end_reason = how
         rule.save(update_fields=["ended_at", "ended_by", "end_reason"])
     return rule
@@ -312,9 +312,3 @@ def _expiry(value: datetime | Duration | None) -> datetime | None:
             raise InvalidArgument("expires_at %r is out of range." % value)
         return value
     return timezone.now() + timedelta(seconds=to_seconds(value))
-
-
-def _text(value: Any, what: str) -> str:
-    if not isinstance(value, str):
-        raise InvalidArgument("%s must be a string, not %r." % (what, value))
-    return clean(value)[:10_000]

@@ -31,7 +31,7 @@ from typing import Any
 from django.utils.dateparse import parse_date, parse_datetime, parse_duration, parse_time
 from django.utils.duration import duration_iso_string
 
-from .errors import PayloadTooLarge, SerializationError
+from .errors import InvalidArgument, PayloadTooLarge, SerializationError
 from .names import UNSTORABLE, unstorable
 
 TAG = "$zart"
@@ -279,3 +279,10 @@ def _shorten(text: str) -> str:
         len(text) - 2 * half,
         text[-half:],
     )
+
+
+def text_argument(value: Any, what: str, limit: int = 10_000) -> str:
+    """A free-text argument (a reason, who asked) made storable: cleaned and cut."""
+    if not isinstance(value, str):
+        raise InvalidArgument("%s must be a string, not %r." % (what, value))
+    return clean(value)[:limit]
