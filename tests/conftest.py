@@ -1,3 +1,4 @@
+import contextlib
 import os
 import pwd
 import shutil
@@ -36,6 +37,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "pgbouncer: worker processes reach PostgreSQL through PgBouncer"
     )
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Keep each phase's report on the item, so fixtures know whether the test failed."""
+    report = yield
+    setattr(item, "report_" + report.when, report)
+    return report
 
 
 def pytest_report_header() -> str:
@@ -261,6 +270,9 @@ class WorkerProcess:
         env: dict[str, str] | None = None,
     ) -> None:
         env = dict(os.environ, ZART_TEST_MODULES=modules, **(env or {}))
+        # SIGABRT (sent by ``terminate`` to a worker that will not stop) prints every
+        # thread's stack into the log, so a hang explains itself.
+        env["PYTHONFAULTHANDLER"] = "1"
         env["ZART_TEST_DATABASE_NAME"] = connection.settings_dict["NAME"]
         env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
         env.pop(PGBOUNCER_PORT_ENV, None)
@@ -288,11 +300,29 @@ class WorkerProcess:
 
     def terminate(self, timeout: float = 30) -> int:
         self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGABRT)
+            self.process.wait(10)
+            pytest.fail(
+                "worker pid %d did not exit %ss after SIGTERM; its log and stacks:\n%s"
+                % (self.pid, timeout, self.output()[-20000:])
+            )
 
     def output(self) -> str:
         self.log.seek(0)
         return self.log.read()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_pause_rules() -> Iterator[None]:
+    """Each test reads the pause rules of its own database, not the last test's."""
+    from django_zart import pauses
+
+    pauses.invalidate()
+    yield
+    pauses.invalidate()
 
 
 @pytest.fixture
@@ -324,7 +354,17 @@ def worker_process(
         return proc
 
     yield start
+    call = getattr(request.node, "report_call", None)
+    failed = call is not None and call.failed
     for proc in started:
         if proc.process.poll() is None:
-            proc.kill()
+            if failed:  # its threads' stacks into its log (faulthandler), then kill it
+                proc.process.send_signal(signal.SIGCONT)
+                proc.process.send_signal(signal.SIGABRT)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.process.wait(5)
+            if proc.process.poll() is None:
+                proc.kill()
+        if failed:  # shown with the failure, as the test's captured output
+            print("--- worker pid %d ---\n%s" % (proc.pid, proc.output()[-20000:]))
         proc.log.close()

@@ -36,11 +36,6 @@ def fast_password_hashing(settings: Any) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
-@pytest.fixture(autouse=True)
-def _fresh_rules() -> None:
-    pauses.invalidate()
-
-
 def view_url(view: str, execution_id: str) -> str:
     return reverse("admin:django_zart_execution_%s" % view, args=[quote(execution_id)])
 

@@ -14,7 +14,6 @@ from django.test import override_settings
 from django.utils import timezone
 
 import django_zart as zart
-from django_zart import pauses
 from django_zart.models import Execution, PauseRule, Run, Step, Task
 from tests.factories import ExecutionFactory, RunFactory, StepFactory
 from tests.models import Flag, SideEffect
@@ -36,11 +35,6 @@ def runs(execution_id: str) -> list[tuple[int, str, str, str]]:
         .order_by("index")
         .values_list("index", "reason", "status", "triggered_by")
     )
-
-
-@pytest.fixture(autouse=True)
-def _fresh_rules() -> None:
-    pauses.invalidate()
 
 
 @pytest.fixture
