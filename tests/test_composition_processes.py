@@ -49,6 +49,22 @@ def test_two_hundred_branches_on_three_workers_wake_the_body_once(
     )
 
 
+def test_many_small_fan_outs_racing_their_bodies_all_complete(worker_process: Start) -> None:
+    """Branches finish while their bodies suspend on the group: each group's count of
+    unfinished branches must come out exact, or a body would wait forever."""
+    ids = zart.start_many("fan-out", [{"n": 6}] * 60)
+    workers = [worker_process("--concurrency", "4", "--poll-interval", "0.05") for _ in range(3)]
+    outputs = [zart.wait_completion(execution_id, 60) for execution_id in ids]
+    for worker in workers:
+        assert worker.terminate() == 0
+    assert outputs == [{"sum": 55, "pair": [3, 7]}] * 60
+    groups = Step.objects.filter(kind="GROUP")
+    assert groups.count() == 120 and set(groups.values_list("status", flat=True)) == {
+        "COMPLETED"
+    }
+    assert not Task.objects.exists()
+
+
 @direct_and_pgbouncer
 def test_a_crash_while_branches_run_loses_nothing(worker_process: Start) -> None:
     zart.start("wide", {"n": 100}, execution_id="wide-crash")

@@ -2,6 +2,7 @@
 
 This is the one interface between the runtime and the database. Its operations:
 
+* starting: ``create_executions`` inserts new executions with their first run and task;
 * claiming: ``claim`` due tasks, ``drop`` a claimed task whose execution has already
   finished;
 * replaying: ``load_checkpoints``, ``execution_error``, ``execution_state``;
@@ -32,7 +33,7 @@ from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, DateTimeField, F, OuterRef, Q, Subquery, Value, When
 from django.db.models.functions import Now
 from django.utils import timezone
@@ -55,6 +56,7 @@ from .types import (
     Checkpoint,
     Claim,
     LeaseLost,
+    NewExecution,
     Record,
     WorkerHolder,
     claim_from_row,
@@ -66,6 +68,66 @@ from .types import (
 class Store(BranchWrites):
     json_placeholder = "%s"
     share_lock = ""
+
+    # -- starting --------------------------------------------------------------------
+
+    CREATE_BATCH = 500
+    """Rows per statement: SQLite allows 32,766 parameters in one statement."""
+
+    def create_executions(self, new: list[NewExecution]) -> list[str]:
+        """Insert the executions whose ids are free, with their first run and their body's
+        task, and wake their queues' workers; return the ids inserted.
+
+        One transaction (a savepoint inside the caller's). An id taken meanwhile by
+        another process is found on a second look.
+        """
+        for _ in range(3):
+            try:
+                with transaction.atomic():
+                    return self._insert_new(new)
+            except IntegrityError:
+                continue  # inserted by another process since the look: look again
+        raise IntegrityError("Could not insert %d new executions." % len(new))
+
+    def _insert_new(self, new: list[NewExecution]) -> list[str]:
+        taken: set[str] = set()
+        for start in range(0, len(new), self.CREATE_BATCH):
+            ids = [n.id for n in new[start : start + self.CREATE_BATCH]]
+            taken.update(Execution.objects.filter(pk__in=ids).values_list("pk", flat=True))
+        fresh = [n for n in new if n.id not in taken]
+        now = self.now()
+        Execution.objects.bulk_create(
+            [
+                Execution(
+                    id=n.id,
+                    workflow=n.workflow,
+                    queue=n.queue,
+                    status=ExecutionStatus.PENDING
+                    if n.paused_by is None
+                    else ExecutionStatus.PAUSED,
+                    input=loads_json(n.input_json),
+                    deadline_at=None if n.timeout is None else now + timedelta(seconds=n.timeout),
+                    parent_id=n.parent_id,
+                    wake_parent=n.wake_parent,
+                )
+                for n in fresh
+            ],
+            batch_size=self.CREATE_BATCH,
+        )
+        Run.objects.bulk_create(
+            [
+                Run(execution_id=n.id, index=1, reason=n.reason, triggered_by=n.triggered_by)
+                for n in fresh
+            ],
+            batch_size=self.CREATE_BATCH,
+        )
+        Task.objects.bulk_create(
+            [Task(execution_id=n.id, queue=n.queue, paused_by_id=n.paused_by) for n in fresh],
+            batch_size=self.CREATE_BATCH,
+        )
+        for queue in sorted({n.queue for n in fresh if n.paused_by is None}):
+            self.notify(queue)
+        return [n.id for n in fresh]
 
     # -- claiming --------------------------------------------------------------------
 
@@ -286,6 +348,8 @@ class Store(BranchWrites):
         return int(row[0]), row[1]
 
     def _attempt_rows(self, step_id: int, point: Checkpoint) -> None:
+        if not point.attempt_rows:
+            return  # the common case: first attempt succeeded
         StepAttempt.objects.bulk_create(
             StepAttempt(
                 step_id=step_id,

@@ -15,18 +15,20 @@ import json
 import re
 import time
 import uuid
+from contextlib import nullcontext
 from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from django.db import connection, transaction
 
 from ..models import Task
-from ..states import RUN_STATUS_FOR, ExecutionStatus, allowed_from
+from ..states import RUN_STATUS_FOR, ExecutionStatus, StepKind, StepStatus, allowed_from
 from .base import Store
 from .guard import store_operation
-from .types import Checkpoint, Claim, LeaseLost, claim_from_row
+from .types import Checkpoint, Claim, LeaseLost, NewExecution, claim_from_row
 
 NOTIFY_CHANNEL = "zart_due"
 
@@ -53,6 +55,12 @@ class PostgresStore(Store):
     def _token(self, token: uuid.UUID) -> Any:
         return token  # psycopg adapts UUIDs to the uuid column
 
+    def _row(self, name: str, params: Any) -> tuple[Any, ...]:
+        """Run a named statement of one row; that row."""
+        with connection.cursor() as cursor:
+            cursor.execute(QUERIES[name], params)
+            return tuple(cursor.fetchone())
+
     def _execute(self, name: str, params: Any) -> Any:
         """Run a named statement; the first value of its one row, or its row count."""
         with connection.cursor() as cursor:
@@ -60,6 +68,32 @@ class PostgresStore(Store):
             if cursor.description is None:
                 return cursor.rowcount
             return cursor.fetchone()[0]
+
+    CREATE_BATCH = 1000
+
+    def create_executions(self, new: list[NewExecution]) -> list[str]:
+        """One statement per batch: a ``start()`` in autocommit is one round trip."""
+        created: list[str] = []
+        for start in range(0, len(new), self.CREATE_BATCH):
+            batch = new[start : start + self.CREATE_BATCH]
+            created.extend(
+                self._execute(
+                    "create_executions",
+                    {
+                        "ids": [n.id for n in batch],
+                        "workflows": [n.workflow for n in batch],
+                        "queues": [n.queue for n in batch],
+                        "inputs": [n.input_json for n in batch],
+                        "timeouts": [n.timeout for n in batch],
+                        "parents": [n.parent_id for n in batch],
+                        "wake_parents": [n.wake_parent for n in batch],
+                        "paused_by": [n.paused_by for n in batch],
+                        "reasons": [n.reason for n in batch],
+                        "triggered_by": [n.triggered_by for n in batch],
+                    },
+                )
+            )
+        return created
 
     @store_operation
     def claim(self, *, queues: list[str], limit: int, lease: float) -> list[Claim]:
@@ -95,6 +129,78 @@ class PostgresStore(Store):
             self.record(claim, checkpoint)
             if not self._execute("suspend", params):
                 raise LeaseLost()  # rolls the checkpoint back
+            if checkpoint.kind == StepKind.GROUP and checkpoint.status == StepStatus.WAITING:
+                self._execute("count_group", {"run": claim.run_id, "position": checkpoint.position})
+
+    @store_operation
+    def schedule_branches(
+        self, claim: Claim, points: list[Checkpoint], payloads: list[Any]
+    ) -> list[int]:
+        """Record branches and queue them for any worker: one statement for all of them."""
+        status, step_ids, _ = self._row(
+            "schedule_branches",
+            {
+                "task": claim.task_id,
+                "token": claim.token,
+                "run": claim.run_id,
+                "execution": claim.execution_id,
+                "run_index": claim.run_index,
+                "at": points[0].at,
+                "sequences": [p.sequence for p in points],
+                "positions": [p.position for p in points],
+                "names": [p.name for p in points],
+                "hashes": [p.call_hash for p in points],
+                "payloads": [None if v is None else json.dumps(v) for v in payloads],
+            },
+        )
+        if status is None or status == ExecutionStatus.CANCELLED:
+            raise LeaseLost()  # taken over, or cancelled: no branch is queued
+        return list(step_ids)
+
+    @store_operation
+    def finish_branch(self, claim: Claim, step_id: int, point: Checkpoint) -> int:
+        """Record a branch's outcome: one round trip, whatever the size of its group.
+
+        The body's task is locked first, by a statement of its own: the outcome's
+        statement then sees every branch that finished before (a new snapshot), which
+        the group's count relies on (see ``finish_branch`` in postgresql.sql).
+        """
+        params = {
+            "task": claim.task_id,
+            "token": claim.token,
+            "step": step_id,
+            "run": claim.run_id,
+            "execution": claim.execution_id,
+            "status": point.status,
+            "result": point.result,
+            "error": point.error,
+            "attempts": point.attempts,
+            "at": point.at,
+            "final": point.status in (StepStatus.COMPLETED, StepStatus.FAILED),
+        }
+        with transaction.atomic() if point.attempt_rows else nullcontext():
+            written, uncounted, _ = self._locked_row("lock_body", "finish_branch", params)
+            if not written:
+                raise LeaseLost()
+            self._attempt_rows(step_id, point)
+        if uncounted:  # a group written before groups kept a count
+            with transaction.atomic():
+                body = self._execute("lock_body", {"execution": claim.execution_id})
+                self._wake_for_group(claim, body)
+        return step_id
+
+    def _locked_row(self, lock: str, name: str, params: dict[str, Any]) -> tuple[Any, ...]:
+        """Statement ``lock``, then statement ``name`` (with a new snapshot), in one
+        transaction: sent together as one simple query where Django binds parameters on
+        the client (its default), in two round trips inside a transaction otherwise."""
+        with connection.cursor() as cursor:
+            if isinstance(cursor.cursor, psycopg.ClientCursor):
+                cursor.execute("%s;\n%s" % (QUERIES[lock], QUERIES[name]), params)
+                cursor.nextset()
+                return tuple(cursor.fetchone())
+        with transaction.atomic():
+            self._execute(lock, params)
+            return self._row(name, params)
 
     @store_operation
     def finish(self, claim: Claim, *, status: str, output: str | None, error: str | None) -> None:

@@ -113,3 +113,130 @@ SELECT pg_notify('{channel}', %(queue)s)
 
 -- name: now
 SELECT now()
+
+-- name: create_executions
+-- New executions with their first run and their body's task, in one statement: ids
+-- already taken are left alone (the caller finds them missing from the result), and
+-- the queues of the inserted, unpaused ones are notified on commit.
+WITH new AS (
+    SELECT *
+      FROM unnest(%(ids)s::varchar[], %(workflows)s::varchar[], %(queues)s::varchar[],
+                  %(inputs)s::jsonb[], %(timeouts)s::float8[], %(parents)s::varchar[],
+                  %(wake_parents)s::bool[], %(paused_by)s::bigint[], %(reasons)s::varchar[],
+                  %(triggered_by)s::varchar[])
+        AS n(id, workflow, queue, input, timeout, parent_id, wake_parent, paused_by, reason,
+             triggered_by)
+), created AS (
+    INSERT INTO zart_executions AS e
+           (id, workflow, queue, status, input, run_index, replay_base, deadline_at,
+            parent_id, wake_parent, created_at, updated_at)
+    SELECT id, workflow, queue, CASE WHEN paused_by IS NULL THEN 'PENDING' ELSE 'PAUSED' END,
+           input, 1, 1, now() + make_interval(secs => timeout), parent_id, wake_parent,
+           now(), now()
+      FROM new
+        ON CONFLICT (id) DO NOTHING
+ RETURNING e.id
+), runs AS (
+    INSERT INTO zart_execution_runs (execution_id, index, reason, status, triggered_by,
+                                     created_at)
+    SELECT new.id, 1, new.reason, 'RUNNING', new.triggered_by, now()
+      FROM created JOIN new USING (id)
+), tasks AS (
+    INSERT INTO zart_tasks (execution_id, kind, queue, priority, run_after, wake_pending,
+                            recoveries, paused_by_id, created_at)
+    SELECT new.id, 'BODY', new.queue, 0, now(), false, 0, new.paused_by, now()
+      FROM created JOIN new USING (id)
+)
+SELECT (SELECT coalesce(array_agg(id), '{}') FROM created),
+       (SELECT count(pg_notify('{channel}', queue))
+          FROM (SELECT DISTINCT new.queue FROM created JOIN new USING (id)
+                 WHERE new.paused_by IS NULL) AS due)
+
+-- name: schedule_branches
+-- A fan-out in one statement: the branches' step rows (fenced by the body's claim, as
+-- every checkpoint) and their tasks; nothing is written for a cancelled execution.
+WITH fence AS (
+    SELECT e.queue, e.status
+      FROM zart_tasks AS t JOIN zart_executions AS e ON e.id = t.execution_id
+     WHERE t.id = %(task)s AND t.held_by = %(token)s
+       FOR SHARE OF t
+), points AS (
+    SELECT *
+      FROM unnest(%(sequences)s::int[], %(positions)s::varchar[], %(names)s::varchar[],
+                  %(hashes)s::varchar[], %(payloads)s::jsonb[])
+           WITH ORDINALITY AS p(sequence, position, name, call_hash, payload, n)
+), steps AS (
+    INSERT INTO zart_steps (run_id, execution_id, run_index, sequence, position, name, kind,
+                            status, attempts, call_hash, created_at, updated_at)
+    SELECT %(run)s, %(execution)s, %(run_index)s, p.sequence, p.position, p.name, 'BRANCH',
+           'SCHEDULED', 0, p.call_hash, %(at)s, %(at)s
+      FROM points AS p, fence
+     WHERE fence.status <> 'CANCELLED'
+        ON CONFLICT (run_id, position) DO UPDATE
+       SET status = excluded.status, result = NULL, error = NULL, attempts = 0,
+           wake_at = NULL, updated_at = excluded.updated_at
+ RETURNING id, position
+), tasks AS (
+    INSERT INTO zart_tasks (execution_id, kind, queue, step_id, payload, priority, run_after,
+                            wake_pending, recoveries, created_at)
+    SELECT %(execution)s, 'BRANCH', fence.queue, s.id, p.payload, 0, now(), false, 0, now()
+      FROM steps AS s JOIN points AS p USING (position), fence
+ RETURNING queue
+)
+SELECT (SELECT status FROM fence),
+       (SELECT array_agg(s.id ORDER BY p.n) FROM steps AS s JOIN points AS p USING (position)),
+       (SELECT count(pg_notify('{channel}', queue)) FROM (SELECT DISTINCT queue FROM tasks) AS q)
+
+-- name: lock_body
+SELECT id FROM zart_tasks WHERE execution_id = %(execution)s AND kind = 'BODY' FOR UPDATE
+
+-- name: finish_branch
+-- Run after lock_body, in its transaction: branches of one execution finish one at a
+-- time, each seeing the ones before. A waiting group keeps the count of its unfinished
+-- branches (count_group): the branch that brings it to 0 completes the group and wakes
+-- the body, with no per-branch scan of the group. A body that has not suspended on a
+-- group yet gets wake_pending, so its release makes it due at once.
+WITH mine AS (
+    DELETE FROM zart_tasks WHERE id = %(task)s AND held_by = %(token)s RETURNING id
+), step AS (
+    UPDATE zart_steps
+       SET status = %(status)s, result = %(result)s::jsonb, error = %(error)s::jsonb,
+           attempts = %(attempts)s, wake_at = NULL, updated_at = %(at)s
+     WHERE id = %(step)s AND EXISTS (SELECT 1 FROM mine)
+ RETURNING id, position
+), waiting AS (
+    SELECT g.id, g.result ? 'remaining' AS counted,
+           (g.result->>'remaining')::int - 1 AS remaining
+      FROM zart_steps AS g
+     WHERE g.run_id = %(run)s AND g.kind = 'GROUP' AND g.status = 'WAITING'
+), counted AS (
+    UPDATE zart_steps AS g
+       SET result = jsonb_set(g.result, '{remaining}', to_jsonb(w.remaining)),
+           status = CASE WHEN w.remaining <= 0 THEN 'COMPLETED' ELSE g.status END
+      FROM waiting AS w, step
+     WHERE g.id = w.id AND w.counted AND %(final)s AND g.result->'positions' ? step.position
+ RETURNING g.status
+), woken AS (
+    UPDATE zart_tasks AS b
+       SET wake_pending = true,
+           run_after = CASE WHEN b.held_by IS NULL THEN now() ELSE b.run_after END
+     WHERE b.execution_id = %(execution)s AND b.kind = 'BODY' AND EXISTS (SELECT 1 FROM step)
+       AND (EXISTS (SELECT 1 FROM counted WHERE status = 'COMPLETED')
+            OR (b.held_by IS NOT NULL AND NOT EXISTS (SELECT 1 FROM waiting)))
+ RETURNING b.queue
+)
+SELECT (SELECT count(*) FROM step),
+       (SELECT count(*) FROM waiting WHERE NOT counted),
+       (SELECT count(pg_notify('{channel}', queue)) FROM woken)
+
+-- name: count_group
+-- A group the body just suspended on, its body's task locked by the suspend: how many of
+-- its branches are unfinished, seen after every branch that finished before the lock.
+UPDATE zart_steps AS g
+   SET result = jsonb_set(g.result, '{remaining}', to_jsonb((
+         SELECT count(*) FROM zart_steps AS s
+          WHERE s.run_id = g.run_id
+            AND s.position IN (SELECT jsonb_array_elements_text(g.result->'positions'))
+            AND s.status NOT IN ('COMPLETED', 'FAILED'))))
+ WHERE g.run_id = %(run)s AND g.position = %(position)s AND g.kind = 'GROUP'
+   AND g.status = 'WAITING'

@@ -45,6 +45,24 @@ class StoreRefused(BaseException):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class NewExecution:
+    """An execution to insert with its first run and its body's task."""
+
+    id: str
+    workflow: str
+    queue: str
+    input_json: str | None
+    """The encoded input as JSON text, or ``None`` for no input."""
+    timeout: float | None
+    """Seconds from now (the database's now) to the deadline."""
+    parent_id: str | None = None
+    wake_parent: bool = False
+    paused_by: int | None = None
+    reason: str
+    triggered_by: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class WorkerHolder:
     """The live-looking worker that holds a worker id another worker asked for."""
 
