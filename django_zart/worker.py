@@ -419,9 +419,7 @@ class Worker:
         if left:
             released = self._guarded(
                 "releasing unfinished work",
-                lambda: self.store.release(
-                    list({c.token for c in left}), [c.task_id for c in left]
-                ),
+                lambda: self.store.release(list({c.token for c in left}), None),
             )
             logger.warning(
                 "Worker released %s unfinished execution(s) after the shutdown timeout: %s",

@@ -27,6 +27,24 @@ def test_fan_out_and_in(drain: Drain) -> None:
     assert SideEffect.objects.filter(execution_id="fan").count() == 21
 
 
+@pytest.mark.postgres
+def test_quick_branches_run_and_are_recorded_in_batches(drain: Drain) -> None:
+    zart.start("wide", {"n": 60}, execution_id="batched")
+    drain("batched")
+    output = zart.wait_completion("batched", 1)
+    assert output["n"] == 60 and output["ordered"]
+    runs = SideEffect.objects.filter(execution_id="batched", step__startswith="branch-")
+    assert runs.count() == 60 and runs.values("step").distinct().count() == 60
+    branches = Step.objects.filter(execution_id="batched", kind="BRANCH")
+    assert set(branches.values_list("status", flat=True)) == {"COMPLETED"}
+    # A batch's outcomes are written by one statement, with one time: fewer times than
+    # branches means threads took their siblings instead of a claim each.
+    assert branches.values("updated_at").distinct().count() < 60
+    group = Step.objects.get(execution_id="batched", kind="GROUP")
+    assert group.status == "COMPLETED" and group.result["remaining"] == 0
+    assert not Task.objects.exists()
+
+
 def test_branch_failures_keep_their_type(drain: Drain) -> None:
     zart.start("charges", {"amounts": [10, 500, 20]}, execution_id="ch")
     drain("ch")

@@ -59,10 +59,27 @@ def test_many_small_fan_outs_racing_their_bodies_all_complete(worker_process: St
         assert worker.terminate() == 0
     assert outputs == [{"sum": 55, "pair": [3, 7]}] * 60
     groups = Step.objects.filter(kind="GROUP")
-    assert groups.count() == 120 and set(groups.values_list("status", flat=True)) == {
-        "COMPLETED"
-    }
+    assert groups.count() == 120 and set(groups.values_list("status", flat=True)) == {"COMPLETED"}
     assert not Task.objects.exists()
+
+
+def test_sigterm_during_batches_of_branches_gives_them_all_back(worker_process: Start) -> None:
+    zart.start("wide", {"n": 3000}, execution_id="wide")
+    first = worker_process("--shutdown-timeout", "0", "--poll-interval", "0.05")
+    wait_for(
+        lambda: SideEffect.objects.filter(step__startswith="branch-").count() > 300,
+        30,
+        "branches to run",
+    )
+    assert first.terminate() == 0
+    assert not Task.objects.filter(held_by__isnull=False).exists()  # nothing left held
+    second = worker_process("--poll-interval", "0.05")
+    output = zart.wait_completion("wide", 90)
+    assert second.terminate() == 0
+    assert output["n"] == 3000 and output["ordered"]
+    ran = SideEffect.objects.filter(step__startswith="branch-").values("step").distinct()
+    assert ran.count() == 3000
+    assert Step.objects.get(execution_id="wide", kind="GROUP").status == "COMPLETED"
 
 
 @direct_and_pgbouncer

@@ -173,7 +173,7 @@ class Store(BranchWrites):
                 return []
             rows = self._claimed_rows(claimed, now)
         origin = time.monotonic()
-        return [claim_from_row(row, token=token, clock_origin=origin) for row in rows]
+        return [claim_from_row(row, token=token, clock_origin=origin, lease=lease) for row in rows]
 
     def _claimed_rows(self, tasks: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
         """The claimed tasks' rows, named as the PostgreSQL claim statement names them;
@@ -491,10 +491,17 @@ class Store(BranchWrites):
             raise LeaseLost()
 
     @store_operation
-    def release(self, tokens: list[uuid.UUID], task_ids: list[int]) -> int:
-        """Give back tasks a stopping worker still holds, due now, without a recovery."""
+    def release(self, tokens: list[uuid.UUID], task_ids: list[int] | None) -> int:
+        """Give back tasks a stopping worker still holds, due now, without a recovery.
+
+        ``task_ids=None``: everything the tokens hold, with the branches threads took in
+        batches (``claim_siblings``); a stopping worker gives back all of it. Tokens are
+        shared by the claims of one claim statement: otherwise, name the tasks.
+        """
         with transaction.atomic():
-            held = Task.objects.filter(pk__in=task_ids, held_by__in=tokens)
+            held = Task.objects.filter(held_by__in=tokens)
+            if task_ids is not None:
+                held = held.filter(pk__in=task_ids)
             bodies = list(held.filter(kind=TaskKind.BODY).values_list("execution_id", flat=True))
             released = held.update(held_by=None, lease_until=None, run_after=Now())
             transition(bodies, ExecutionStatus.PENDING)

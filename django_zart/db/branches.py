@@ -54,6 +54,17 @@ class BranchWrites:
             self.notify(queue)
         return step_ids
 
+    def claim_siblings(self, claim: Claim, limit: int) -> list[Claim]:
+        """More due branches of ``claim``'s step, for the same thread; none here: only the
+        PostgreSQL store runs branches in batches."""
+        return []
+
+    def finish_branches(self, claim: Claim, outcomes: list[tuple[Claim, Checkpoint]]) -> None:
+        """Record the outcomes of branches claimed by ``claim_siblings``."""
+        for sibling, point in outcomes:
+            if sibling.branch is not None:
+                self.finish_branch(sibling, sibling.branch.step_id, point)
+
     @store_operation
     def branch_states(self, claim: Claim, positions: list[str]) -> list[Record]:
         """The current rows of these branches (other workers write them)."""

@@ -16,6 +16,7 @@ import re
 import time
 import uuid
 from contextlib import nullcontext
+from dataclasses import replace
 from datetime import datetime
 from functools import cache
 from pathlib import Path
@@ -28,7 +29,7 @@ from ..models import Task
 from ..states import RUN_STATUS_FOR, ExecutionStatus, StepKind, StepStatus, allowed_from
 from .base import Store
 from .guard import store_operation
-from .types import Checkpoint, Claim, LeaseLost, NewExecution, claim_from_row
+from .types import BranchRow, Checkpoint, Claim, LeaseLost, NewExecution, claim_from_row
 
 NOTIFY_CHANNEL = "zart_due"
 
@@ -109,7 +110,10 @@ class PostgresStore(Store):
             columns = self._claim_columns
             rows = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
         origin = time.monotonic()
-        return [claim_from_row(row, token=token, clock_origin=origin, decode=_json) for row in rows]
+        return [
+            claim_from_row(row, token=token, clock_origin=origin, lease=lease, decode=_json)
+            for row in rows
+        ]
 
     @store_operation
     def suspend(
@@ -188,6 +192,70 @@ class PostgresStore(Store):
                 body = self._execute("lock_body", {"execution": claim.execution_id})
                 self._wake_for_group(claim, body)
         return step_id
+
+    @store_operation
+    def claim_siblings(self, claim: Claim, limit: int) -> list[Claim]:
+        """More due branches of the same step as ``claim``'s, under its token and lease."""
+        branch = claim.branch
+        if branch is None:
+            return []
+        with connection.cursor() as cursor:
+            cursor.execute(
+                QUERIES["claim_siblings"],
+                {
+                    "token": claim.token,
+                    "lease": claim.lease,
+                    "execution": claim.execution_id,
+                    "run": claim.run_id,
+                    "name": branch.name,
+                    "limit": limit,
+                },
+            )
+            rows = cursor.fetchall()
+        return [
+            replace(
+                claim,
+                task_id=task_id,
+                payload=_json(payload),
+                recoveries=0,
+                branch=BranchRow(
+                    step_id=step_id, position=position, name=name, status=status, attempts=attempts
+                ),
+            )
+            for task_id, payload, step_id, position, name, status, attempts in rows
+        ]
+
+    @store_operation
+    def finish_branches(self, claim: Claim, outcomes: list[tuple[Claim, Checkpoint]]) -> None:
+        """Record a batch's outcomes in one statement (after the body's lock)."""
+        if not outcomes:
+            return
+        done = [(sibling, point) for sibling, point in outcomes if sibling.branch is not None]
+        with transaction.atomic():
+            self._execute("lock_body", {"execution": claim.execution_id})
+            deleted, uncounted, _ = self._row(
+                "finish_branches",
+                {
+                    "tasks": [sibling.task_id for sibling, _ in done],
+                    "token": claim.token,
+                    "run": claim.run_id,
+                    "execution": claim.execution_id,
+                    "at": max(point.at for _, point in done),
+                    "steps": [sibling.branch.step_id for sibling, _ in done if sibling.branch],
+                    "statuses": [point.status for _, point in done],
+                    "results": [point.result for _, point in done],
+                    "errors": [point.error for _, point in done],
+                    "attempts": [point.attempts for _, point in done],
+                },
+            )
+            if deleted != len(done):
+                raise LeaseLost()  # rolls the batch back: its tasks are no longer all ours
+            for sibling, point in done:
+                if sibling.branch is not None:
+                    self._attempt_rows(sibling.branch.step_id, point)
+            if uncounted:
+                body = self._execute("lock_body", {"execution": claim.execution_id})
+                self._wake_for_group(claim, body)
 
     def _locked_row(self, lock: str, name: str, params: dict[str, Any]) -> tuple[Any, ...]:
         """Statement ``lock``, then statement ``name`` (with a new snapshot), in one

@@ -240,3 +240,75 @@ UPDATE zart_steps AS g
             AND s.status NOT IN ('COMPLETED', 'FAILED'))))
  WHERE g.run_id = %(run)s AND g.position = %(position)s AND g.kind = 'GROUP'
    AND g.status = 'WAITING'
+
+-- name: claim_siblings
+-- More due branches of the same step of one execution, for the thread that just ran one
+-- of them quickly: claimed under that thread's token (renewed by its heartbeats) and
+-- lease. Only free tasks: one taken over from a dead worker is left to the claim
+-- statement, which counts the recovery. In no order: siblings are equals, and without a
+-- sort the scan stops at the first free ones.
+WITH taken AS (
+    UPDATE zart_tasks AS t
+       SET held_by = %(token)s, lease_until = now() + make_interval(secs => %(lease)s),
+           claimed_at = now(), wake_pending = false
+     WHERE t.id IN (
+           SELECT s.id
+             FROM zart_tasks AS s JOIN zart_steps AS st ON st.id = s.step_id
+            WHERE s.execution_id = %(execution)s AND s.kind = 'BRANCH'
+              AND st.run_id = %(run)s AND st.name = %(name)s
+              AND s.run_after <= now() AND s.paused_by_id IS NULL AND s.recoveries = 0
+              AND s.held_by IS NULL
+            LIMIT %(limit)s
+              FOR UPDATE OF s SKIP LOCKED)
+ RETURNING t.id, t.step_id, t.payload
+)
+SELECT taken.id, taken.payload, st.id, st.position, st.name, st.status, st.attempts
+  FROM taken JOIN zart_steps AS st ON st.id = taken.step_id
+ ORDER BY taken.id
+
+-- name: finish_branches
+-- The outcomes of a batch of branches (see claim_siblings), after lock_body in its
+-- transaction, as finish_branch does for one: all of them or, if one of their tasks is
+-- no longer held (the caller rolls back), none.
+WITH mine AS (
+    DELETE FROM zart_tasks WHERE id = ANY(%(tasks)s) AND held_by = %(token)s RETURNING id
+), outcome AS (
+    SELECT *
+      FROM unnest(%(steps)s::bigint[], %(statuses)s::varchar[], %(results)s::jsonb[],
+                  %(errors)s::jsonb[], %(attempts)s::int[])
+        AS o(step_id, status, result, error, attempts)
+), step AS (
+    UPDATE zart_steps AS s
+       SET status = o.status, result = o.result, error = o.error, attempts = o.attempts,
+           wake_at = NULL, updated_at = %(at)s
+      FROM outcome AS o
+     WHERE s.id = o.step_id AND (SELECT count(*) FROM mine) = cardinality(%(tasks)s::bigint[])
+ RETURNING s.position, s.status
+), waiting AS (
+    SELECT g.id, g.result ? 'remaining' AS counted, g.result->'positions' AS positions
+      FROM zart_steps AS g
+     WHERE g.run_id = %(run)s AND g.kind = 'GROUP' AND g.status = 'WAITING'
+), counted AS (
+    UPDATE zart_steps AS g
+       SET result = jsonb_set(g.result, '{remaining}',
+                              to_jsonb((g.result->>'remaining')::int - m.n)),
+           status = CASE WHEN (g.result->>'remaining')::int - m.n <= 0 THEN 'COMPLETED'
+                         ELSE g.status END
+      FROM waiting AS w,
+           LATERAL (SELECT count(*) AS n FROM step
+                     WHERE step.status IN ('COMPLETED', 'FAILED')
+                       AND w.positions ? step.position) AS m
+     WHERE g.id = w.id AND w.counted AND m.n > 0
+ RETURNING g.status
+), woken AS (
+    UPDATE zart_tasks AS b
+       SET wake_pending = true,
+           run_after = CASE WHEN b.held_by IS NULL THEN now() ELSE b.run_after END
+     WHERE b.execution_id = %(execution)s AND b.kind = 'BODY' AND EXISTS (SELECT 1 FROM step)
+       AND (EXISTS (SELECT 1 FROM counted WHERE status = 'COMPLETED')
+            OR (b.held_by IS NOT NULL AND NOT EXISTS (SELECT 1 FROM waiting)))
+ RETURNING b.queue
+)
+SELECT (SELECT count(*) FROM mine),
+       (SELECT count(*) FROM waiting WHERE NOT counted),
+       (SELECT count(pg_notify('{channel}', queue)) FROM woken)

@@ -109,6 +109,8 @@ class Claim:
     clock_origin: float
     """... and ``time.monotonic()`` at that moment: durable times advance from there."""
     kind: str = "BODY"
+    lease: float = 0.0
+    """Seconds the claim's lease lasts from its last heartbeat."""
     payload: Any = None
     """A branch's encoded ``[args, kwargs]``."""
     branch: BranchRow | None = None
@@ -181,6 +183,7 @@ def claim_from_row(
     *,
     token: uuid.UUID,
     clock_origin: float,
+    lease: float = 0.0,
     decode: Callable[[Any], Any] = lambda value: value,
 ) -> Claim:
     """A ``Claim`` from a claimed row, read by column name (both stores name them alike).
@@ -201,6 +204,7 @@ def claim_from_row(
         "db_now": row["db_now"],
         "clock_origin": clock_origin,
         "kind": row["kind"],
+        "lease": lease,
     }
     try:
         if row["run_id"] is None:
