@@ -82,7 +82,7 @@ ENQUEUE = """
 WITH e AS (
     INSERT INTO zart_executions (id, workflow, queue, status, input, run_index, replay_base,
                                  wake_parent, created_at, updated_at)
-    SELECT id, 'bench-chain', 'default', 'PENDING', input, 1, 1, false, now(), now()
+    SELECT id, %(workflow)s, 'default', 'PENDING', input, 1, 1, false, now(), now()
       FROM unnest(%(ids)s::text[], %(inputs)s::jsonb[]) AS u(id, input)
     RETURNING id
 ), r AS (
@@ -98,10 +98,13 @@ SELECT pg_notify('zart_due', 'default')
 """
 
 
-def enqueue(conn: psycopg.Connection, inputs: list[dict[str, int]]) -> list[str]:
+def enqueue(
+    conn: psycopg.Connection, inputs: list[dict[str, int]], workflow: str = "bench-chain"
+) -> list[str]:
     """Start one execution per input in one statement (one transaction); return the ids."""
     ids = [str(uuid.uuid4()) for _ in inputs]
-    conn.execute(ENQUEUE, {"ids": ids, "inputs": [json.dumps(i) for i in inputs]})
+    params = {"ids": ids, "inputs": [json.dumps(i) for i in inputs], "workflow": workflow}
+    conn.execute(ENQUEUE, params)
     return ids
 
 

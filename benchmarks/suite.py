@@ -18,12 +18,10 @@ import argparse
 import json
 import os
 import platform
-import signal
 import statistics
 import sys
 import time
 import traceback
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,7 +31,7 @@ if str(ROOT) not in sys.path:  # run as a file: make the benchmarks package impo
     sys.path.insert(0, str(ROOT))
 
 from benchmarks import systems  # noqa: E402
-from benchmarks.harness import RESULTS, git, kill_workers, print_table, relative  # noqa: E402
+from benchmarks.harness import RESULTS, git, print_table, relative  # noqa: E402
 from benchmarks.systems import common, history, pgbench  # noqa: E402
 
 WORKLOADS = ("ceiling", "W1", "enqueue", "W2", "W3", "W4", "W5")
@@ -101,45 +99,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # -- running -------------------------------------------------------------------------
 
 
-def _alarm(signum: int, frame: Any) -> None:
-    raise common.Timeout("measurement took longer than its time limit")
-
-
-def bounded(limit: float, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """``fn()`` with a time limit; worker processes left behind are killed."""
-    signal.signal(signal.SIGALRM, _alarm)
-    signal.alarm(int(limit) + 1)
-    try:
-        return fn()
-    finally:
-        signal.alarm(0)
-        kill_workers(list(common.LIVE))
-        common.LIVE.clear()
-
-
 def measure(system: Any, workload: str, args: argparse.Namespace) -> dict[str, Any]:
     """One workload on one system: its figures (several measurements for W1 and W4)."""
     n, limit = args.workflows, args.timeout
     if workload == "W1":
-        one = bounded(limit, lambda: system.throughput("W1", 1, n, 3))
-        two = bounded(limit, lambda: system.throughput("W1", 2, n, 3))
+        one = common.bounded(limit, lambda: system.throughput("W1", 1, n, 3))
+        two = common.bounded(limit, lambda: system.throughput("W1", 2, n, 3))
         out = {"w1_" + k: v for k, v in one.items()}
         out.update({"w2_" + k: v for k, v in two.items()})
         return out
     if workload == "enqueue":
-        return bounded(limit, lambda: system.enqueue(n))
+        return common.bounded(limit, lambda: system.enqueue(n))
     if workload == "W2":
-        return bounded(limit, lambda: system.latency("W2", args.tries, "chain", 3))
+        return common.bounded(limit, lambda: system.latency("W2", args.tries, "chain", 3))
     if workload == "W3":
-        return bounded(limit, lambda: system.throughput("W3", 1, 1, 200))
+        return common.bounded(limit, lambda: system.throughput("W3", 1, 1, 200))
     if workload == "W4":
         out = {}
         for size in (100, 1000):
-            got = bounded(limit, lambda s=size: system.latency("W4", 1, "fanout", s))  # type: ignore[misc]
+            got = common.bounded(limit, lambda s=size: system.latency("W4", 1, "fanout", s))  # type: ignore[misc]
             out["fanout%d_ms" % size] = got["ms"]
         return out
     if workload == "ceiling":
-        return bounded(limit, lambda: system.ceiling(quick=args.quick))
+        return common.bounded(limit, lambda: system.ceiling(quick=args.quick))
     raise ValueError(workload)
 
 
@@ -203,6 +185,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 )
     for instance in instances.values():
         instance.teardown()
+    history.drop_all()
     return {"raw": raw, "errors": errors, "skipped": skipped, "left_out": failures}
 
 
@@ -257,8 +240,11 @@ def table(result: dict[str, Any], names: list[str]) -> list[tuple[str, ...]]:
         cells = []
         for name in names:
             text = cell(summary, workload, name, key, digits)
+            rounds = result["raw"].get(workload, {}).get(name, [])
             if not text:
-                if name in errors.get(workload, {}):
+                if rounds and all(r.get(key, 0) is None for r in rounds):
+                    text = "n/a"
+                elif name in errors.get(workload, {}):
                     text = "failed"
                 elif name in result["left_out"]:
                     text = "left out"

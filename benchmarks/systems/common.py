@@ -22,7 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +88,22 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 class Timeout(Exception):
     """A measurement ran past its time limit."""
+
+
+def _alarm(signum: int, frame: Any) -> None:
+    raise Timeout("measurement took longer than its time limit")
+
+
+def bounded(limit: float, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``fn()`` with a time limit (SIGALRM); worker processes left behind are killed."""
+    signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(int(limit) + 1)
+    try:
+        return fn()
+    finally:
+        signal.alarm(0)
+        kill_workers(list(LIVE))
+        LIVE.clear()
 
 
 class Stats:
@@ -257,10 +273,21 @@ class System:
     # -- measurements ------------------------------------------------------------------
 
     def throughput(
-        self, workload: str, workers: int, workflows: int, steps: int, kind: str = "chain"
+        self,
+        workload: str,
+        workers: int,
+        workflows: int,
+        steps: int,
+        kind: str = "chain",
+        *,
+        fresh: bool = True,
     ) -> dict[str, Any]:
-        """``workflows`` workflows of ``steps`` steps through ``workers`` paused workers."""
-        self.reset()
+        """``workflows`` workflows of ``steps`` steps through ``workers`` paused workers.
+
+        ``fresh``: empty the tables first (W5 keeps what is in them).
+        """
+        if fresh:
+            self.reset()
         stats = Stats(self.database)
         procs = self.start_workers(workload, workers)
         try:
@@ -310,9 +337,12 @@ class System:
     def after_enqueue(self) -> None:
         """Close the client's own connections (so their counters are flushed)."""
 
-    def latency(self, workload: str, tries: int, kind: str, size: int) -> dict[str, Any]:
+    def latency(
+        self, workload: str, tries: int, kind: str, size: int, *, fresh: bool = True
+    ) -> dict[str, Any]:
         """Start → finished, one at a time, on idle workers (1, or 2 for fan-outs)."""
-        self.reset()
+        if fresh:
+            self.reset()
         procs = self.start_workers(workload, 2 if kind == "fanout" else 1)
         times = []
         try:
