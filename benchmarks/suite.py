@@ -8,7 +8,7 @@ Run from the repository root (the peers need ``pip install -e ".[bench]"``)::
 
 Each round runs every workload on every system, one system after the other (the order
 reversed every other round, so drifts in the machine's load are shared). Prints one table
-(median and min–max over the rounds) and the ratios, and writes everything as JSON under
+(median and min-max over the rounds) and the ratios, and writes everything as JSON under
 ``benchmarks/results/``. See ``benchmarks/README.md`` for what each workload does.
 """
 
@@ -68,7 +68,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--systems", default=",".join(systems.NAMES), help="(%s)" % ",".join(systems.NAMES)
     )
-    parser.add_argument("--workloads", default=",".join(WORKLOADS), help="(%s)" % ",".join(WORKLOADS))
+    parser.add_argument(
+        "--workloads", default=",".join(WORKLOADS), help="(%s)" % ",".join(WORKLOADS)
+    )
     parser.add_argument(
         "--timeout", type=float, default=170, help="seconds one measurement may take (170)"
     )
@@ -190,9 +192,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def brief(figures: dict[str, Any]) -> str:
-    return ", ".join(
-        "%s=%.4g" % (k, v) for k, v in figures.items() if isinstance(v, int | float)
-    )[:200]
+    return ", ".join("%s=%.4g" % (k, v) for k, v in figures.items() if isinstance(v, int | float))[
+        :200
+    ]
 
 
 # -- reporting -----------------------------------------------------------------------
@@ -221,7 +223,7 @@ def cell(summary: dict[str, Any], workload: str, name: str, key: str, digits: in
         return ""
     text = "%.*f" % (digits, entry["median"])
     if entry["rounds"] > 1 and entry["min"] != entry["max"]:
-        text += " (%.*f–%.*f)" % (digits, entry["min"], digits, entry["max"])
+        text += " (%.*f-%.*f)" % (digits, entry["min"], digits, entry["max"])
     return text
 
 
@@ -268,12 +270,27 @@ def ratios(summary: dict[str, Any]) -> list[tuple[str, float | None]]:
     peers = [m("W1", p, "w1_steps_per_s") for p in PEERS]
     best_peer = max((p for p in peers if p is not None), default=None)
     out: list[tuple[str, float | None]] = [
-        ("W1 steps/s zart/bare, 1 worker", div(m("W1", "zart", "w1_steps_per_s"), m("W1", "bare", "w1_steps_per_s"))),
-        ("W1 steps/s zart/bare, 2 workers", div(m("W1", "zart", "w2_steps_per_s"), m("W1", "bare", "w2_steps_per_s"))),
+        (
+            "W1 steps/s zart/bare, 1 worker",
+            div(m("W1", "zart", "w1_steps_per_s"), m("W1", "bare", "w1_steps_per_s")),
+        ),
+        (
+            "W1 steps/s zart/bare, 2 workers",
+            div(m("W1", "zart", "w2_steps_per_s"), m("W1", "bare", "w2_steps_per_s")),
+        ),
         ("W1 steps/s zart/best peer, 1 worker", div(m("W1", "zart", "w1_steps_per_s"), best_peer)),
         ("W1 zart worker CPU ms/step", m("W1", "zart", "w1_worker_cpu_ms_per_step")),
-        ("W1 server CPU/step zart/bare", div(m("W1", "zart", "w1_server_cpu_ms_per_step"), m("W1", "bare", "w1_server_cpu_ms_per_step"))),
-        ("enqueue start()/s zart/bare", div(m("enqueue", "zart", "starts_per_s"), m("enqueue", "bare", "starts_per_s"))),
+        (
+            "W1 server CPU/step zart/bare",
+            div(
+                m("W1", "zart", "w1_server_cpu_ms_per_step"),
+                m("W1", "bare", "w1_server_cpu_ms_per_step"),
+            ),
+        ),
+        (
+            "enqueue start()/s zart/bare",
+            div(m("enqueue", "zart", "starts_per_s"), m("enqueue", "bare", "starts_per_s")),
+        ),
         ("zart start_many workflows/s", m("enqueue", "zart", "start_many_per_s")),
         ("W2 p50 zart/bare", div(m("W2", "zart", "p50_ms"), m("W2", "bare", "p50_ms"))),
         ("W3 zart ms/step", m("W3", "zart", "ms_per_step")),
@@ -343,13 +360,16 @@ def main(argv: list[str] | None = None) -> None:
     result = run(args)
     result["workloads"] = args.workload_list
     result["summary"] = summarize(result["raw"])
-    names = [n for n in args.system_list]
+    names = list(args.system_list)
     print()
     print_table(table(result, names))
-    print("\nmedian (min–max) over %d round(s); n/a: no equivalent (see the README)" % args.rounds)
+    print("\nmedian (min-max) over %d round(s); n/a: no equivalent (see the README)" % args.rounds)
     ratio_rows = ratios(result["summary"])
     print()
-    print_table([("ratio / target figure", "value")] + [(k, "-" if v is None else "%.3g" % v) for k, v in ratio_rows])
+    print_table(
+        [("ratio / target figure", "value")]
+        + [(k, "-" if v is None else "%.3g" % v) for k, v in ratio_rows]
+    )
     for kind in ("errors", "left_out"):
         if result[kind]:
             print("\n%s: %s" % (kind, json.dumps(result[kind], indent=1)))

@@ -51,9 +51,7 @@ def conninfo(database: str) -> str:
 def url(database: str) -> str:
     """The same database as a URL (for libraries that take one)."""
     parts = dict(item.split("=", 1) for item in SERVER.split())
-    auth = parts.get("user", "postgres") + (
-        ":" + parts["password"] if "password" in parts else ""
-    )
+    auth = parts.get("user", "postgres") + (":" + parts["password"] if "password" in parts else "")
     return "postgresql://%s@%s:%s/%s" % (
         auth,
         parts.get("host", "127.0.0.1"),
@@ -309,7 +307,9 @@ class System:
             while self.count() - base < workflows:
                 for proc in procs:
                     if proc.poll() is not None:
-                        raise RuntimeError("%s worker exited with %s" % (self.name, proc.returncode))
+                        raise RuntimeError(
+                            "%s worker exited with %s" % (self.name, proc.returncode)
+                        )
                 if time.monotonic() > deadline:
                     raise Timeout("%s: %s not done" % (self.name, workload))
                 time.sleep(0.02)

@@ -24,9 +24,7 @@ from benchmarks.systems.common import conninfo, recreate_database, url, worker_r
 DATABASE = "zart_bench_dbos"
 APP = "zart-bench"
 POLL_INTERVAL = 0.05
-FINISHED = (
-    "SELECT 1 FROM dbos.workflow_status WHERE workflow_uuid = %s AND status = 'SUCCESS'"
-)
+FINISHED = "SELECT 1 FROM dbos.workflow_status WHERE workflow_uuid = %s AND status = 'SUCCESS'"
 COUNT = (
     "SELECT count(*) FROM dbos.workflow_status"
     " WHERE status = 'SUCCESS' AND name IN ('chain', 'fanout')"
@@ -92,6 +90,7 @@ def work() -> None:
             "log_level": "WARNING",
         }
     )
+
     @DBOS.step(name="add_one")
     def add_one(value: int) -> int:
         return value + 1

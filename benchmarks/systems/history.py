@@ -245,4 +245,3 @@ def spreads(summary: dict[str, Any]) -> list[tuple[str, float | None]]:
             spread = max(values) / min(values) - 1 if len(values) > 1 and min(values) else None
             out.append(("W5 %s spread over history, %s" % (label, name), spread))
     return out
-

@@ -16,8 +16,8 @@ from typing import Any
 
 import psycopg
 
-from benchmarks.systems.common import SERVER, System as Base
-from benchmarks.systems.common import conninfo, recreate_database
+from benchmarks.systems.common import SERVER, conninfo, recreate_database
+from benchmarks.systems.common import System as Base
 
 PGBENCH = shutil.which("pgbench") or "/usr/bin/pgbench"
 SCRIPT = """\\set id random(1, 1000)

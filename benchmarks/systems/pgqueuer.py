@@ -105,7 +105,6 @@ class System(Base):
 
 async def work() -> None:
     import asyncpg
-
     from pgqueuer import QueueManager
     from pgqueuer.adapters.persistence.queries import Queries
     from pgqueuer.db import AsyncpgDriver

@@ -43,7 +43,16 @@ class System(Base):
         truncate_tables(conninfo(self.database))
 
     def worker_argv(self, workload: str) -> list[str]:
-        return [sys.executable, "-m", "django", "runzartworker", "--poll-interval", "0.05", "-v", "0"]
+        return [
+            sys.executable,
+            "-m",
+            "django",
+            "runzartworker",
+            "--poll-interval",
+            "0.05",
+            "-v",
+            "0",
+        ]
 
     def worker_env(self) -> dict[str, str]:
         return dict(self.env)
