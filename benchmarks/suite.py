@@ -158,11 +158,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         order = list(instances) if round_ % 2 == 0 else list(instances)[::-1]
         for workload in args.workload_list:
             if workload == "W5":
-                w5 = [instances[s] for s in order if s in ("zart", "bare")]
-                if w5:
-                    for name, figures in history.measure(w5, args).items():
-                        raw.setdefault("W5", {}).setdefault(name, []).append(figures)
-                        print("  round %d W5 %s: %s" % (round_ + 1, name, brief(figures)))
+                run_w5(
+                    [instances[s] for s in order if s in ("zart", "bare")],
+                    args,
+                    round_,
+                    raw,
+                    errors,
+                )
                 continue
             for name in order:
                 system = instances[name]
@@ -189,6 +191,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         instance.teardown()
     history.drop_all()
     return {"raw": raw, "errors": errors, "skipped": skipped, "left_out": failures}
+
+
+def run_w5(
+    w5: list[Any],
+    args: argparse.Namespace,
+    round_: int,
+    raw: dict[str, dict[str, list[dict[str, Any]]]],
+    errors: dict[str, dict[str, list[str]]],
+) -> None:
+    """One round of W5 (django-zart and bare together, on the same history databases)."""
+    if not w5:
+        return
+    try:
+        measured = history.measure(w5, args)
+    except Exception as exc:
+        message = "%s: %s" % (type(exc).__name__, str(exc).splitlines()[0][:300])
+        for system in w5:
+            errors.setdefault("W5", {}).setdefault(system.name, []).append(message)
+        print("  round %d W5: FAILED %s" % (round_ + 1, message))
+        return
+    for name, figures in measured.items():
+        raw.setdefault("W5", {}).setdefault(name, []).append(figures)
+        print("  round %d W5 %s: %s" % (round_ + 1, name, brief(figures)), flush=True)
 
 
 def brief(figures: dict[str, Any]) -> str:
