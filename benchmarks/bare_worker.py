@@ -1,23 +1,30 @@
 """The floor: the same design's SQL from a plain psycopg loop, with no engine around it.
 
 One connection in autocommit, one workflow at a time. Per workflow: one claim statement
-(``UPDATE ... FOR UPDATE SKIP LOCKED`` that also marks the execution running), three
-fenced single-row step ``INSERT``s, each its own commit, and one finish statement that
-deletes the task and completes the run and the execution. The statements have the same
+(``UPDATE ... FOR UPDATE SKIP LOCKED`` that also marks the execution running), one fenced
+single-row step ``INSERT`` per step (three, or the input's ``n``), each its own commit,
+and one finish statement that deletes the task and completes the run and the execution.
+``ENQUEUE``/``ENQUEUE_MANY`` start executions with the rows ``zart.start`` writes (one
+statement, one transaction, one NOTIFY). The statements have the same
 shape as django-zart's PostgreSQL store, on the same tables, so the difference between
 the two is what the engine, Django and the worker add around them.
 
 Runs until a claim finds nothing, then prints one line of JSON (processed count, CPU
-seconds of the loop, statements sent) on stdout. ``throughput.py`` starts it.
+seconds of the loop, statements sent) on stdout. ``throughput.py`` starts it. With
+``--idle`` (``suite.py``) it LISTENs on zart's channel instead of exiting, waits up to
+50 ms for a NOTIFY when a claim finds nothing, and stops on SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import psycopg
 
@@ -71,7 +78,38 @@ UPDATE zart_executions AS e
   FROM t WHERE e.id = t.execution_id
 """
 
-POSITIONS = ("add-one", "add-one#2", "add-one#3")
+ENQUEUE = """
+WITH e AS (
+    INSERT INTO zart_executions (id, workflow, queue, status, input, run_index, replay_base,
+                                 wake_parent, created_at, updated_at)
+    SELECT id, %(workflow)s, 'default', 'PENDING', input, 1, 1, false, now(), now()
+      FROM unnest(%(ids)s::text[], %(inputs)s::jsonb[]) AS u(id, input)
+    RETURNING id
+), r AS (
+    INSERT INTO zart_execution_runs (index, reason, status, execution_id, created_at,
+                                     triggered_by)
+    SELECT 1, 'INITIAL', 'RUNNING', id, now(), '' FROM e
+), t AS (
+    INSERT INTO zart_tasks (kind, queue, priority, run_after, wake_pending, recoveries,
+                            created_at, execution_id)
+    SELECT 'BODY', 'default', 0, now(), false, 0, now(), id FROM e
+)
+SELECT pg_notify('zart_due', 'default')
+"""
+
+
+def enqueue(
+    conn: psycopg.Connection, inputs: list[dict[str, int]], workflow: str = "bench-chain"
+) -> list[str]:
+    """Start one execution per input in one statement (one transaction); return the ids."""
+    ids = [str(uuid.uuid4()) for _ in inputs]
+    params = {"ids": ids, "inputs": [json.dumps(i) for i in inputs], "workflow": workflow}
+    conn.execute(ENQUEUE, params)
+    return ids
+
+
+def position(sequence: int) -> str:
+    return "add-one" if sequence == 1 else "add-one#%d" % sequence
 
 
 def run_one(conn: psycopg.Connection) -> int:
@@ -82,7 +120,7 @@ def run_one(conn: psycopg.Connection) -> int:
         return 0
     task_id, execution_id, data, run_id, run_index = row
     value = data["i"]
-    for sequence, position in enumerate(POSITIONS, 1):
+    for sequence in range(1, data.get("n", 3) + 1):
         value += 1
         written = conn.execute(
             INSERT_STEP,
@@ -91,7 +129,7 @@ def run_one(conn: psycopg.Connection) -> int:
                 execution_id,
                 run_index,
                 sequence,
-                position,
+                position(sequence),
                 json.dumps(value),
                 task_id,
                 token,
@@ -102,13 +140,32 @@ def run_one(conn: psycopg.Connection) -> int:
     finished = conn.execute(FINISH, [task_id, token, run_id, json.dumps(value)])
     if finished.rowcount != 1:
         raise RuntimeError("lease lost on %s" % execution_id)
-    return 5
+    return 2 + data.get("n", 3)
+
+
+def idle_loop(conn: psycopg.Connection) -> None:
+    """Work until SIGTERM, waiting for a NOTIFY (50 ms at most) whenever idle."""
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+    conn.execute("LISTEN zart_due")
+    ready = os.environ.get("BENCH_READY_FILE")
+    if ready:
+        Path(ready).touch()
+    while not stop:
+        if not run_one(conn):
+            for _ in conn.notifies(timeout=0.05, stop_after=1):
+                pass
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dsn", required=True, help="libpq connection string")
+    parser.add_argument("--idle", action="store_true", help="wait for work; stop on SIGTERM")
     args = parser.parse_args()
+    if args.idle:
+        with psycopg.connect(args.dsn, autocommit=True) as conn:
+            idle_loop(conn)
+        return
     with psycopg.connect(args.dsn, autocommit=True) as conn:
         cpu = time.process_time()
         processed = statements = 0

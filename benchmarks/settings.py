@@ -32,6 +32,7 @@ ZART = {
         "benchmarks.workflows",
         "benchmarks.wakeup_workflows",
         "benchmarks.chaos_workflows",
+        "benchmarks.suite_workflows",
     ],
     "POLL_INTERVAL": float(os.environ.get("ZART_BENCH_POLL_INTERVAL", "0.05")),
 }
