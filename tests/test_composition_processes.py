@@ -7,6 +7,7 @@ import pytest
 from django.db.models import Count
 
 import django_zart as zart
+from django_zart.branches import BATCH_SIZE
 from django_zart.models import Step, Task
 from tests.conftest import WorkerProcess, direct_and_pgbouncer
 from tests.models import SideEffect
@@ -110,7 +111,9 @@ def test_a_crash_while_branches_run_loses_nothing(worker_process: Start) -> None
         "branch-%s" % (int(p.split("#")[1]) - 1 if "#" in p else 0) for p in done_before
     }
     assert all(row["n"] == 1 for row in ran if row["step"] in finished_steps)
-    assert sum(row["n"] for row in ran) <= 100 + 4
+    # The rest ran once, or again if it was in flight: in a thread's hands, or run in a
+    # batch whose outcomes were not recorded yet (branches.BATCH_SIZE per thread).
+    assert sum(row["n"] for row in ran) <= 100 + 4 * (1 + BATCH_SIZE)
 
 
 @pytest.mark.slow
