@@ -50,6 +50,7 @@ QUERIES = _load_queries()
 
 class PostgresStore(Store):
     json_placeholder = "%s::jsonb"
+    CREATE_BATCH = 1000
     share_lock = " FOR SHARE"
     _claim_columns: tuple[str, ...] | None = None
 
@@ -69,8 +70,6 @@ class PostgresStore(Store):
             if cursor.description is None:
                 return cursor.rowcount
             return cursor.fetchone()[0]
-
-    CREATE_BATCH = 1000
 
     def create_executions(self, new: list[NewExecution]) -> list[str]:
         """One statement per batch: a ``start()`` in autocommit is one round trip."""
