@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 import threading
 from collections.abc import Callable
-from types import FrameType
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -16,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from ...conf import DEFAULTS, check_value
 from ...errors import ZartError
 from ...worker import Worker, WorkerOptions
+from ..stopping import StopOnSignal
 
 
 def _checked(key: str, convert: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -115,34 +114,17 @@ class Command(BaseCommand):
             )
         except ZartError as exc:
             raise CommandError(str(exc)) from None
-        previous = self._install_signals(worker)
+        stopping = None
+        if threading.current_thread() is threading.main_thread():
+            stopping = StopOnSignal(worker.request_stop)
+            stopping.install()
         try:
             worker.run()
         except ZartError as exc:
             raise CommandError(str(exc)) from None
         finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
-
-    def _install_signals(self, worker: Worker) -> dict[int, Any]:
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-        stopping = False
-
-        def on_signal(signum: int, frame: FrameType | None) -> None:
-            nonlocal stopping
-            if stopping:  # a second signal: stop now
-                sys.exit(1)
-            stopping = True
-            logging.getLogger("django_zart.worker").info(
-                "Received %s: finishing running work, then exiting", signal.Signals(signum).name
-            )
-            worker.request_stop()
-
-        previous: dict[int, Any] = {}
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            previous[signum] = signal.signal(signum, on_signal)
-        return previous
+            if stopping is not None:
+                stopping.restore()
 
     def _configure_logging(self, verbosity: int) -> None:
         logger = logging.getLogger("django_zart")
