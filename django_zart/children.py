@@ -18,7 +18,7 @@ from asgiref.sync import sync_to_async
 from django.db import transaction
 
 from . import faults, serialization
-from .client import create
+from .client import create, new_execution
 from .context import ExecutionContext, Suspend, in_event_loop, require_body
 from .db.guard import store_operation
 from .errors import ExecutionAlreadyExists, ExecutionCancelled, ExecutionFailed, ZartError
@@ -109,13 +109,15 @@ def _start_child(
         step_id = ctx.store.record(ctx.claim, point)
         try:
             create(
-                definition,
-                input,
-                child_id,
-                definition.queue,
-                parent_id=ctx.claim.execution_id,
-                wake_parent=wait,
-                by="parent:%s" % ctx.claim.execution_id,
+                new_execution(
+                    definition,
+                    input,
+                    child_id,
+                    definition.queue,
+                    parent_id=ctx.claim.execution_id,
+                    wake_parent=wait,
+                    by="parent:%s" % ctx.claim.execution_id,
+                )
             )
         except ExecutionAlreadyExists:
             parent = Execution.objects.filter(pk=child_id).values_list("parent_id", flat=True)

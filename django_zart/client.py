@@ -63,7 +63,13 @@ def start(
     check_name(execution_id, "execution_id", limit=MAX_ID_LENGTH)
     try:
         return create(
-            definition, input, execution_id, queue or definition.queue, by=serialization.clean(by)
+            new_execution(
+                definition,
+                input,
+                execution_id,
+                queue or definition.queue,
+                by=serialization.clean(by),
+            )
         )
     except ExecutionAlreadyExists as exc:
         if if_exists == "return" and exc.workflow == definition.name:
@@ -162,32 +168,12 @@ def new_execution(
     )
 
 
-def create(
-    definition: Workflow,
-    input: Any,
-    execution_id: str,
-    queue: str,
-    *,
-    parent_id: str | None = None,
-    wake_parent: bool = False,
-    reason: str = RunReason.INITIAL,
-    by: str = "",
-) -> str:
+def create(new: NewExecution) -> str:
     """Insert the execution, its first run and its task, and wake a worker, atomically:
     on PostgreSQL one statement, so a ``start()`` in autocommit is one round trip."""
-    new = new_execution(
-        definition,
-        input,
-        execution_id,
-        queue,
-        parent_id=parent_id,
-        wake_parent=wake_parent,
-        reason=reason,
-        by=by,
-    )
     if not get_store().create_executions([new]):
-        raise already_exists(execution_id)
-    return execution_id
+        raise already_exists(new.id)
+    return new.id
 
 
 def already_exists(execution_id: str) -> ExecutionAlreadyExists:

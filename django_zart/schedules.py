@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models.functions import Now
 
 from . import serialization
-from .client import create
+from .client import create, new_execution
 from .cron import CronError
 from .db import get_store
 from .durations import Duration
@@ -167,12 +167,14 @@ def _tick(row: Schedule, now: datetime) -> int:
             )
             try:
                 create(
-                    definition,
-                    serialization.decode(row.input),
-                    execution_id,
-                    definition.queue,
-                    reason=RunReason.SCHEDULE,
-                    by="schedule:%s" % row.name,
+                    new_execution(
+                        definition,
+                        serialization.decode(row.input),
+                        execution_id,
+                        definition.queue,
+                        reason=RunReason.SCHEDULE,
+                        by="schedule:%s" % row.name,
+                    )
                 )
                 started += 1
             except ExecutionAlreadyExists:

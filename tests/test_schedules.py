@@ -156,14 +156,15 @@ def test_many_workers_start_each_tick_once(worker_process: Callable[..., Any]) -
     wait_for(lambda: ticks.count() >= 3, 30, "three ticks")
     started = time.monotonic()
     time.sleep(2)
+    ticking = time.monotonic() - started  # all three workers up
     for worker in workers:
         assert worker.terminate() == 0
-    elapsed = time.monotonic() - started
+    elapsed = time.monotonic() - started  # some still ticking while the others stop
     row = Schedule.objects.get(pk="tick")
     ids = sorted(ticks.values_list("pk", flat=True), key=lambda i: int(i.split("-")[1]))
     # One execution per tick, numbered without gaps or repeats, about one a second.
     assert ids == ["tick-%d" % n for n in range(1, row.occurrence + 1)]
-    assert 3 + int(elapsed) - 1 <= len(ids) <= 3 + int(elapsed) + 2
+    assert 3 + int(ticking) - 1 <= len(ids) <= 3 + int(elapsed) + 2
     per_execution = (
         SideEffect.objects.filter(step="tick").values("execution_id").annotate(n=Count("id"))
     )

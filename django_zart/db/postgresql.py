@@ -162,34 +162,8 @@ class PostgresStore(Store):
 
     @store_operation
     def finish_branch(self, claim: Claim, step_id: int, point: Checkpoint) -> int:
-        """Record a branch's outcome: one round trip, whatever the size of its group.
-
-        The body's task is locked first, by a statement of its own: the outcome's
-        statement then sees every branch that finished before (a new snapshot), which
-        the group's count relies on (see ``finish_branch`` in postgresql.sql).
-        """
-        params = {
-            "task": claim.task_id,
-            "token": claim.token,
-            "step": step_id,
-            "run": claim.run_id,
-            "execution": claim.execution_id,
-            "status": point.status,
-            "result": point.result,
-            "error": point.error,
-            "attempts": point.attempts,
-            "at": point.at,
-            "final": point.status in (StepStatus.COMPLETED, StepStatus.FAILED),
-        }
-        with transaction.atomic() if point.attempt_rows else nullcontext():
-            written, uncounted, _ = self._locked_row("lock_body", "finish_branch", params)
-            if not written:
-                raise LeaseLost()
-            self._attempt_rows(step_id, point)
-        if uncounted:  # a group written before groups kept a count
-            with transaction.atomic():
-                body = self._execute("lock_body", {"execution": claim.execution_id})
-                self._wake_for_group(claim, body)
+        """Record a branch's outcome: one round trip, whatever the size of its group."""
+        self._finish_branches(claim, [(claim, step_id, point)])
         return step_id
 
     @store_operation
@@ -226,33 +200,44 @@ class PostgresStore(Store):
 
     @store_operation
     def finish_branches(self, claim: Claim, outcomes: list[tuple[Claim, Checkpoint]]) -> None:
-        """Record a batch's outcomes in one statement (after the body's lock)."""
-        if not outcomes:
+        """Record a batch's outcomes in one statement."""
+        self._finish_branches(
+            claim,
+            [
+                (sibling, sibling.branch.step_id, point)
+                for sibling, point in outcomes
+                if sibling.branch
+            ],
+        )
+
+    def _finish_branches(self, claim: Claim, done: list[tuple[Claim, int, Checkpoint]]) -> None:
+        """The body's task is locked first, by a statement of its own: the outcomes'
+        statement then sees every branch that finished before (a new snapshot), which the
+        group's count relies on (see ``finish_branches`` in postgresql.sql)."""
+        if not done:
             return
-        done = [(sibling, point) for sibling, point in outcomes if sibling.branch is not None]
-        with transaction.atomic():
-            self._execute("lock_body", {"execution": claim.execution_id})
-            deleted, uncounted, _ = self._row(
-                "finish_branches",
-                {
-                    "tasks": [sibling.task_id for sibling, _ in done],
-                    "token": claim.token,
-                    "run": claim.run_id,
-                    "execution": claim.execution_id,
-                    "at": max(point.at for _, point in done),
-                    "steps": [sibling.branch.step_id for sibling, _ in done if sibling.branch],
-                    "statuses": [point.status for _, point in done],
-                    "results": [point.result for _, point in done],
-                    "errors": [point.error for _, point in done],
-                    "attempts": [point.attempts for _, point in done],
-                },
-            )
+        params = {
+            "tasks": [branch.task_id for branch, _, _ in done],
+            "token": claim.token,
+            "run": claim.run_id,
+            "execution": claim.execution_id,
+            "at": max(point.at for _, _, point in done),
+            "steps": [step_id for _, step_id, _ in done],
+            "statuses": [point.status for _, _, point in done],
+            "results": [point.result for _, _, point in done],
+            "errors": [point.error for _, _, point in done],
+            "attempts": [point.attempts for _, _, point in done],
+        }
+        single = len(done) == 1 and not done[0][2].attempt_rows
+        # One outcome and nothing else to write: one simple query, its own transaction.
+        with nullcontext() if single else transaction.atomic():
+            deleted, uncounted, _ = self._locked_row("lock_body", "finish_branches", params)
             if deleted != len(done):
-                raise LeaseLost()  # rolls the batch back: its tasks are no longer all ours
-            for sibling, point in done:
-                if sibling.branch is not None:
-                    self._attempt_rows(sibling.branch.step_id, point)
-            if uncounted:
+                raise LeaseLost()  # rolls a batch back: its tasks are no longer all ours
+            for _, step_id, point in done:
+                self._attempt_rows(step_id, point)
+        if uncounted:  # a group written before groups kept a count
+            with transaction.atomic():
                 body = self._execute("lock_body", {"execution": claim.execution_id})
                 self._wake_for_group(claim, body)
 

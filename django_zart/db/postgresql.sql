@@ -190,45 +190,6 @@ SELECT (SELECT status FROM fence),
 -- name: lock_body
 SELECT id FROM zart_tasks WHERE execution_id = %(execution)s AND kind = 'BODY' FOR UPDATE
 
--- name: finish_branch
--- Run after lock_body, in its transaction: branches of one execution finish one at a
--- time, each seeing the ones before. A waiting group keeps the count of its unfinished
--- branches (count_group): the branch that brings it to 0 completes the group and wakes
--- the body, with no per-branch scan of the group. A body that has not suspended on a
--- group yet gets wake_pending, so its release makes it due at once.
-WITH mine AS (
-    DELETE FROM zart_tasks WHERE id = %(task)s AND held_by = %(token)s RETURNING id
-), step AS (
-    UPDATE zart_steps
-       SET status = %(status)s, result = %(result)s::jsonb, error = %(error)s::jsonb,
-           attempts = %(attempts)s, wake_at = NULL, updated_at = %(at)s
-     WHERE id = %(step)s AND EXISTS (SELECT 1 FROM mine)
- RETURNING id, position
-), waiting AS (
-    SELECT g.id, g.result ? 'remaining' AS counted,
-           (g.result->>'remaining')::int - 1 AS remaining
-      FROM zart_steps AS g
-     WHERE g.run_id = %(run)s AND g.kind = 'GROUP' AND g.status = 'WAITING'
-), counted AS (
-    UPDATE zart_steps AS g
-       SET result = jsonb_set(g.result, '{remaining}', to_jsonb(w.remaining)),
-           status = CASE WHEN w.remaining <= 0 THEN 'COMPLETED' ELSE g.status END
-      FROM waiting AS w, step
-     WHERE g.id = w.id AND w.counted AND %(final)s AND g.result->'positions' ? step.position
- RETURNING g.status
-), woken AS (
-    UPDATE zart_tasks AS b
-       SET wake_pending = true,
-           run_after = CASE WHEN b.held_by IS NULL THEN now() ELSE b.run_after END
-     WHERE b.execution_id = %(execution)s AND b.kind = 'BODY' AND EXISTS (SELECT 1 FROM step)
-       AND (EXISTS (SELECT 1 FROM counted WHERE status = 'COMPLETED')
-            OR (b.held_by IS NOT NULL AND NOT EXISTS (SELECT 1 FROM waiting)))
- RETURNING b.queue
-)
-SELECT (SELECT count(*) FROM step),
-       (SELECT count(*) FROM waiting WHERE NOT counted),
-       (SELECT count(pg_notify('{channel}', queue)) FROM woken)
-
 -- name: count_group
 -- A group the body just suspended on, its body's task locked by the suspend: how many of
 -- its branches are unfinished, seen after every branch that finished before the lock.
@@ -267,9 +228,13 @@ SELECT taken.id, taken.payload, st.id, st.position, st.name, st.status, st.attem
  ORDER BY taken.id
 
 -- name: finish_branches
--- The outcomes of a batch of branches (see claim_siblings), after lock_body in its
--- transaction, as finish_branch does for one: all of them or, if one of their tasks is
--- no longer held (the caller rolls back), none.
+-- The outcomes of branches, one or a batch (claim_siblings), run after lock_body in its
+-- transaction: the branches of one execution finish one batch at a time, each seeing the
+-- ones before. All of them are recorded or, if one of their tasks is no longer held (the
+-- caller rolls back), none. A waiting group keeps the count of its unfinished branches
+-- (count_group): the batch that brings it to 0 completes the group and wakes the body,
+-- with no scan of the group. A body that has not suspended on a group yet gets
+-- wake_pending, so its release makes it due at once.
 WITH mine AS (
     DELETE FROM zart_tasks WHERE id = ANY(%(tasks)s) AND held_by = %(token)s RETURNING id
 ), outcome AS (
