@@ -24,6 +24,10 @@ DATABASES = {
 DATABASES["default"]["NAME"] = os.environ.get("ZART_BENCH_DATABASE", "zart_bench")
 _max_age = os.environ.get("ZART_BENCH_CONN_MAX_AGE", "0")
 DATABASES["default"]["CONN_MAX_AGE"] = None if _max_age.lower() == "none" else int(_max_age)
+# Prepared statements, as a project connecting directly turns them on (the README's
+# "Prepared statements"); ZART_BENCH_PREPARE=0 measures the engine without them.
+if os.environ.get("ZART_BENCH_PREPARE", "1") == "1":
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 5
 if os.environ.get("ZART_BENCH_SERVER_SIDE_BINDING") == "1":
     DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = True
 

@@ -340,7 +340,7 @@ class Store(BranchWrites):
             claim.task_id,
             self._token(claim.token),
         ]
-        with connection.cursor() as cursor:
+        with self._cursor() as cursor:
             cursor.execute(self._upsert_sql, params)
             row = cursor.fetchone()
         if row is None:
@@ -602,6 +602,10 @@ class Store(BranchWrites):
         cutoff = self.now() - timedelta(seconds=older_than)
         deleted, _ = Worker.objects.filter(expires_at__lt=cutoff).delete()
         return deleted
+
+    def _cursor(self) -> Any:
+        """The cursor of the store's own statements (prepared where the backend can)."""
+        return connection.cursor()
 
     def _token(self, token: uuid.UUID) -> Any:
         """A claim token as a query parameter: SQLite stores UUIDs as 32 hex digits."""

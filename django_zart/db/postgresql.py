@@ -28,6 +28,7 @@ from django.db import connection, transaction
 from ..models import Task
 from ..states import RUN_STATUS_FOR, ExecutionStatus, StepKind, StepStatus, allowed_from
 from .base import Store
+from .cursors import store_cursor
 from .guard import store_operation
 from .types import BranchRow, Checkpoint, Claim, LeaseLost, NewExecution, claim_from_row
 
@@ -57,15 +58,18 @@ class PostgresStore(Store):
     def _token(self, token: uuid.UUID) -> Any:
         return token  # psycopg adapts UUIDs to the uuid column
 
+    def _cursor(self) -> Any:
+        return store_cursor()
+
     def _row(self, name: str, params: Any) -> tuple[Any, ...]:
         """Run a named statement of one row; that row."""
-        with connection.cursor() as cursor:
+        with self._cursor() as cursor:
             cursor.execute(QUERIES[name], params)
             return tuple(cursor.fetchone())
 
     def _execute(self, name: str, params: Any) -> Any:
         """Run a named statement; the first value of its one row, or its row count."""
-        with connection.cursor() as cursor:
+        with self._cursor() as cursor:
             cursor.execute(QUERIES[name], params)
             if cursor.description is None:
                 return cursor.rowcount
@@ -100,7 +104,7 @@ class PostgresStore(Store):
         token = uuid.uuid4()
         sql, select_params = _claim_sql(tuple(queues), limit)
         params = (token, lease, *select_params, allowed_from(ExecutionStatus.RUNNING))
-        with connection.cursor() as cursor:
+        with self._cursor() as cursor:
             cursor.execute(sql, params)
             if self._claim_columns is None:
                 # Kept from the first claim: building a cursor's description for every
@@ -172,7 +176,7 @@ class PostgresStore(Store):
         branch = claim.branch
         if branch is None:
             return []
-        with connection.cursor() as cursor:
+        with self._cursor() as cursor:
             cursor.execute(
                 QUERIES["claim_siblings"],
                 {
