@@ -17,12 +17,14 @@ it as before, unprepared.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, LiteralString
 
 import psycopg
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.postgresql.psycopg_any import register_tzloader
 from psycopg.postgres import types
 from psycopg.pq import Format
@@ -31,7 +33,12 @@ _TIMESTAMPTZ_OID = types["timestamptz"].oid
 
 
 class PreparedCursor(psycopg.Cursor[Any]):
-    """Binds parameters on the server and prepares every statement it runs."""
+    """Binds parameters on the server and prepares every statement it runs.
+
+    One per connection, kept with it: the store's statements run one at a time.
+    """
+
+    in_use = False
 
     def execute(  # type: ignore[override]
         self, query: LiteralString, params: Any = None, **kwargs: Any
@@ -41,34 +48,52 @@ class PreparedCursor(psycopg.Cursor[Any]):
         return self
 
 
-def prepares() -> bool:
+_cursors: weakref.WeakKeyDictionary[psycopg.Connection[Any], PreparedCursor] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def prepares(db: BaseDatabaseWrapper | None = None) -> bool:
     """Whether the store's statements are prepared on the current connection."""
-    connection.ensure_connection()
-    raw = connection.connection
+    db = db or connections[DEFAULT_DB_ALIAS]
+    db.ensure_connection()
+    raw = db.connection
     return (
         isinstance(raw, psycopg.Connection)
         and raw.prepare_threshold is not None
-        and not connection.queries_logged
-        and not connection.execute_wrappers
+        and not db.queries_logged
+        and not db.execute_wrappers
     )
 
 
 @contextmanager
 def store_cursor() -> Iterator[Any]:
     """A cursor for one of the store's statements, with Django's errors and checks."""
-    connection.close_if_health_check_failed()
-    if not prepares():
-        with connection.cursor() as django_cursor:
+    db = connections[DEFAULT_DB_ALIAS]  # looked up once: each lookup costs a context read
+    db.close_if_health_check_failed()
+    if not prepares(db):
+        with db.cursor() as django_cursor:
             yield django_cursor
         return
-    connection.validate_thread_sharing()
-    connection.validate_no_broken_transaction()
-    with connection.wrap_database_errors:
-        cursor = PreparedCursor(connection.connection)
-        loader = cursor.adapters.get_loader(_TIMESTAMPTZ_OID, Format.TEXT)
-        if getattr(loader, "timezone", None) != connection.timezone:
-            register_tzloader(connection.timezone, cursor)  # as Django's own cursors do
+    db.validate_thread_sharing()
+    db.validate_no_broken_transaction()
+    with db.wrap_database_errors:
+        cursor = _cursor_of(db)
+        cursor.in_use = True
         try:
             yield cursor
         finally:
-            cursor.close()
+            cursor.in_use = False
+
+
+def _cursor_of(db: BaseDatabaseWrapper) -> PreparedCursor:
+    raw = db.connection
+    cursor = _cursors.get(raw)
+    if cursor is None or cursor.closed or cursor.in_use:
+        cursor = PreparedCursor(raw)
+        loader = cursor.adapters.get_loader(_TIMESTAMPTZ_OID, Format.TEXT)
+        if getattr(loader, "timezone", None) != db.timezone:
+            register_tzloader(db.timezone, cursor)  # as Django's own cursors do
+        if raw not in _cursors or _cursors[raw].closed:
+            _cursors[raw] = cursor
+    return cursor
