@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -29,6 +28,7 @@ from .errors import (
     InvalidArgument,
     WaitTimeout,
 )
+from .ids import new_execution_id
 from .models import Execution
 from .names import MAX_ID_LENGTH, MAX_QUEUE_LENGTH, check_name
 from .registry import Workflow, get_workflow
@@ -59,7 +59,7 @@ def start(
     definition = get_workflow(workflow)
     _check_start_options(queue, if_exists, by)
     if execution_id is None:
-        execution_id = str(uuid.uuid4())
+        execution_id = new_execution_id()
     check_name(execution_id, "execution_id", limit=MAX_ID_LENGTH)
     try:
         return create(
@@ -96,7 +96,7 @@ def start_many(
     _check_start_options(queue, if_exists, by)
     inputs = list(inputs)
     if execution_ids is None:
-        ids = [str(uuid.uuid4()) for _ in inputs]
+        ids = [new_execution_id() for _ in inputs]
     else:
         if isinstance(execution_ids, str):
             raise InvalidArgument("execution_ids must be a list of ids, not a string.")

@@ -31,6 +31,8 @@ class Listener:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="zart-listen", daemon=True)
         self.ready = threading.Event()
+        self.listening = False
+        """Whether a LISTEN is open now: notifications reach this worker."""
         self._failures = 0
         """Failed connections since the last LISTEN that worked."""
 
@@ -65,11 +67,15 @@ class Listener:
         params.pop("cursor_factory", None)
         with psycopg.connect(**params, autocommit=True) as conn:
             conn.execute("LISTEN %s" % NOTIFY_CHANNEL)
-            self._failures = 0
-            self.ready.set()
-            self.outage.succeeded()
-            self.on_due()  # anything made due while we were not listening
-            while not self._stop.is_set():
-                for notify in conn.notifies(timeout=0.5):
-                    if notify.payload in self.queues:
-                        self.on_due()
+            self.listening = True
+            try:
+                self._failures = 0
+                self.ready.set()
+                self.outage.succeeded()
+                self.on_due()  # anything made due while we were not listening
+                while not self._stop.is_set():
+                    for notify in conn.notifies(timeout=0.5):
+                        if notify.payload in self.queues:
+                            self.on_due()
+            finally:
+                self.listening = False

@@ -52,6 +52,11 @@ SCHEDULE_INTERVAL = 1.0
 PRUNE_INTERVAL = 60.0
 """Seconds between a worker's deletions of long-dead workers' rows."""
 
+LISTENING_POLL_INTERVAL = SCHEDULE_INTERVAL
+"""Seconds between an idle worker's polls while its LISTEN is open (if longer than
+``POLL_INTERVAL``): work made due now is announced then, and the poll only finds what
+nothing announces (a lease run out, a due time set meanwhile by a busy worker)."""
+
 RETENTION_INTERVAL = 60.0
 """Seconds between a worker's passes of ``ZART["RETENTION"]`` (a few batches each)."""
 
@@ -125,6 +130,7 @@ class Worker:
         self._inbox: queue_module.SimpleQueue[Claim | None] = queue_module.SimpleQueue()
         self._last_poll_full = False
         self._outage = OutageLog(logger)
+        self._listening: Listener | None = None
 
     def request_stop(self) -> None:
         """Stop claiming; running work gets ``shutdown_timeout`` to finish."""
@@ -309,8 +315,11 @@ class Worker:
         return result
 
     def _idle_wait(self) -> float:
-        """Until the earliest known due time, a notification, or the poll interval."""
+        """Until the earliest known due time, a notification, or the poll interval (a
+        second, while notifications come)."""
         interval = min(self.options.poll_interval, SCHEDULE_INTERVAL)
+        if self._listening is not None and self._listening.listening:
+            interval = max(interval, LISTENING_POLL_INTERVAL)
         due_in = self._guarded(
             "reading the next due time",
             lambda: self.store.next_due_in(queues=self.options.queues),
@@ -324,6 +333,7 @@ class Worker:
             return None
         listener = Listener(self.options.queues, self._wake.set, self._outage)
         listener.start()
+        self._listening = listener
         return listener
 
     def _work(self) -> None:

@@ -113,3 +113,19 @@ def test_workflow_name_clash_is_refused() -> None:
 
     with pytest.raises(zart.ZartError, match="unique"):
         zart.workflow("arith")(other)
+
+
+def test_new_execution_ids_are_time_ordered_uuids() -> None:
+    import time as clock
+    from uuid import UUID
+
+    from django_zart.ids import new_execution_id
+
+    first = new_execution_id()
+    clock.sleep(0.002)
+    later = [new_execution_id() for _ in range(1000)]
+    assert all(UUID(i).version == 7 and UUID(i).variant == "specified in RFC 4122" for i in later)
+    assert all(first < i for i in later)  # a later millisecond sorts after
+    assert len(set(later)) == 1000
+    millis = int(first.replace("-", "")[:12], 16)
+    assert abs(millis / 1000 - clock.time()) < 5

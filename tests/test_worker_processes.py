@@ -131,3 +131,43 @@ def test_a_paused_worker_cannot_write_after_its_lease_is_taken_over(
     assert Step.objects.filter(execution_id="fenced").count() == 1
     assert paused.terminate() == 0 and other.terminate() == 0
     assert "Lease lost execution=fenced" in paused.output()
+
+
+def _commits() -> int:
+    """Transactions committed in the test database so far (read-only ones too)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        )
+        return int(cursor.fetchone()[0])
+
+
+def _idle_commits_per_second(worker: WorkerProcess, seconds: float = 6) -> float:
+    wait_for(
+        lambda: WorkerRow.objects.filter(pid=worker.pid).exists(), 20, "the worker to register"
+    )
+    time.sleep(2)  # past its start, with its statistics flushed once
+    before, began = _commits(), time.monotonic()
+    time.sleep(seconds)
+    return (_commits() - before) / (time.monotonic() - began)
+
+
+def test_an_idle_worker_polls_once_a_second_while_notifications_come(
+    worker_process: Start,
+) -> None:
+    """With LISTEN up, ``--poll-interval 0.05`` is a fallback it need not take: new work
+    is announced; without it, it polls twenty times a second."""
+    listening = worker_process("--poll-interval", "0.05")
+    rate = _idle_commits_per_second(listening)
+    began = time.monotonic()
+    zart.start("arith", {"a": 1, "b": 1}, execution_id="announced")
+    assert zart.wait_completion("announced", 10) == {"sum": 112}
+    assert time.monotonic() - began < 0.9  # woken by the notification, not the poll
+    assert listening.terminate() == 0
+    polling = worker_process("--poll-interval", "0.05", "--no-listen")
+    polling_rate = _idle_commits_per_second(polling)
+    assert polling.terminate() == 0
+    assert rate < 10 and polling_rate > 20, (rate, polling_rate)

@@ -492,7 +492,8 @@ class Store(BranchWrites):
 
     @store_operation
     def release(self, tokens: list[uuid.UUID], task_ids: list[int] | None) -> int:
-        """Give back tasks a stopping worker still holds, due now, without a recovery.
+        """Give back tasks a stopping worker still holds, due now, without a recovery;
+        wake the workers of their queues.
 
         ``task_ids=None``: everything the tokens hold, with the branches threads took in
         batches (``claim_siblings``); a stopping worker gives back all of it. Tokens are
@@ -503,8 +504,11 @@ class Store(BranchWrites):
             if task_ids is not None:
                 held = held.filter(pk__in=task_ids)
             bodies = list(held.filter(kind=TaskKind.BODY).values_list("execution_id", flat=True))
+            queues = set(held.values_list("queue", flat=True))
             released = held.update(held_by=None, lease_until=None, run_after=Now())
             transition(bodies, ExecutionStatus.PENDING)
+            for queue in sorted(queues):
+                self.notify(queue)  # due now: the other workers need not wait for a poll
         return released
 
     # -- events and wake-ups -----------------------------------------------------------
