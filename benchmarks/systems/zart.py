@@ -83,4 +83,10 @@ class System(Base):
         return "SELECT 1 FROM zart_executions WHERE id = %s AND status = 'COMPLETED'"
 
     def count_sql(self) -> str:
-        return "SELECT count(*) FROM zart_executions WHERE status = 'COMPLETED'"
+        # The last hour's finishes only, through the (status, finished_at) index: counting
+        # every COMPLETED row took 70 ms per poll with W5's million finished executions
+        # (finished a day ago), a core's worth of server CPU taken from the workers.
+        return (
+            "SELECT count(*) FROM zart_executions WHERE status = 'COMPLETED'"
+            " AND finished_at > now() - interval '1 hour'"
+        )
