@@ -924,6 +924,24 @@ def check_steps(driver: Driver) -> list[Invariant]:
     ]
 
 
+def check_atomic(driver: Driver) -> Invariant:
+    """An atomic step's ledger row exists if and only if its COMPLETED checkpoint does,
+    exactly once: killed workers, dropped connections and failed attempts included."""
+    return count_rows(
+        driver,
+        "atomic steps wrote exactly once",
+        "SELECT (SELECT count(*) FROM chaos_ledger l WHERE NOT EXISTS (SELECT 1 FROM"
+        " zart_steps s WHERE s.execution_id = l.execution_id AND s.run_index = l.run_index"
+        " AND s.position = l.position AND s.status = 'COMPLETED'))"
+        " + (SELECT count(*) FROM zart_steps s WHERE s.name = 'chaos-credit'"
+        " AND s.status = 'COMPLETED' AND (SELECT count(*) FROM chaos_ledger l"
+        " WHERE l.execution_id = s.execution_id AND l.run_index = s.run_index"
+        " AND l.position = s.position) <> 1)",
+        "SELECT execution_id, position, count(*) FROM chaos_ledger"
+        " GROUP BY execution_id, position HAVING count(*) <> 1 LIMIT 5",
+    )
+
+
 def check_events(driver: Driver, load: Load) -> list[Invariant]:
     tokens = driver.value(
         "SELECT count(*) FROM (SELECT 1 FROM zart_events WHERE name <> %s"
@@ -1032,7 +1050,22 @@ def rerun_figures(driver: Driver) -> dict[str, int]:
     )
     steps = driver.value("SELECT count(*) FROM zart_steps")
     executions = driver.value("SELECT count(*) FROM zart_executions")
+    ledger, ledger_rows = driver.rows(
+        "SELECT coalesce(sum(amount), 0), count(*) FROM chaos_ledger"
+    )[0]
+    atomic_done = driver.value(
+        "SELECT count(*) FROM zart_executions WHERE workflow = 'chaos-atomic'"
+        " AND status = 'COMPLETED'"
+    )
+    atomic_bodies = driver.value(
+        "SELECT count(*) FROM chaos_side_effects WHERE step = 'chaos-credit'"
+    )
     return {
+        # The exactly-once counter: 6 per completed chaos-atomic execution, whatever ran.
+        "atomic_ledger_total": int(ledger),
+        "atomic_ledger_rows": int(ledger_rows),
+        "atomic_executions_completed": int(atomic_done or 0),
+        "atomic_step_bodies_run": int(atomic_bodies or 0),
         "side_effect_rows": int(rows),
         "distinct_attempts": int(distinct),
         "recorded_attempts": int(recorded or 0),
@@ -1048,6 +1081,7 @@ def check(run: Run) -> tuple[list[Invariant], Counter[str], dict[str, int]]:
     invariants = [
         outcomes,
         *check_steps(run.driver),
+        check_atomic(run.driver),
         *check_events(run.driver, run.load),
         *check_leftovers(run.driver),
         check_crash_loops(run.driver, run.pool.killed_pids()),
@@ -1130,6 +1164,15 @@ def summary_lines(run: Run, elapsed: float, figures: dict[str, int]) -> list[str
             figures["recorded_attempts"],
             reruns,
             100.0 * reruns / attempts if attempts else 0.0,
+        ),
+        "exactly-once counter: %d in %d ledger rows for %d completed chaos-atomic executions"
+        " (%d expected); its step bodies ran %d times"
+        % (
+            figures["atomic_ledger_total"],
+            figures["atomic_ledger_rows"],
+            figures["atomic_executions_completed"],
+            6 * figures["atomic_executions_completed"],
+            figures["atomic_step_bodies_run"],
         ),
         "events: %d stored, %d refused; stray events: %d stored, %d refused"
         % (

@@ -38,6 +38,21 @@ CREATE TABLE chaos_side_effects (
     checkpoint_existed boolean NOT NULL
 );
 CREATE INDEX chaos_side_effects_step ON chaos_side_effects (execution_id, run_index, position);
+CREATE TABLE chaos_ledger (
+    id bigserial PRIMARY KEY,
+    execution_id varchar(255) NOT NULL,
+    run_index integer NOT NULL,
+    position varchar(300) NOT NULL,
+    amount integer NOT NULL
+);
+CREATE INDEX chaos_ledger_step ON chaos_ledger (execution_id, run_index, position);
+"""
+
+# Written by the atomic step on the worker's own connection, in the step's transaction:
+# one row per completed atomic step, whatever was killed meanwhile.
+_CREDIT = """
+INSERT INTO chaos_ledger (execution_id, run_index, position, amount)
+VALUES (%s, %s, %s, %s)
 """
 
 # One statement: the row and whether the step's COMPLETED checkpoint was already visible
@@ -168,6 +183,21 @@ def doomed_step(value: int) -> int:
     raise DesignedFailure("designed to fail, value %d" % value)
 
 
+@zart.step("chaos-credit", atomic=True, retry=zart.Retry.fixed(FLAKY_RETRIES, 0))
+def credit(amount: int, fails: int) -> int:
+    """An exactly-once write: a ledger row in the step's transaction, committed with its
+    checkpoint or not at all (planned failures come after the write and roll it back)."""
+    from django.db import connection
+
+    record("chaos-credit")
+    info = zart.context()
+    with connection.cursor() as cursor:
+        cursor.execute(_CREDIT, [info.execution_id, info.run, info.step, amount])
+    if info.attempt <= fails:
+        raise Flaky("chaos-credit fails attempt %d after its write" % info.attempt)
+    return amount
+
+
 @zart.step("chaos-echo")
 def echo(value: Any) -> Any:
     """Returns its argument: hostile values travel through a step's checkpoint."""
@@ -255,6 +285,11 @@ def child(data: dict[str, Any]) -> int:
     return int(add(first, data["child"]))
 
 
+@zart.workflow("chaos-atomic")
+def atomic(data: dict[str, Any]) -> int:
+    return sum(credit(i + 1, fails_for(data["n"], i)) for i in range(3))
+
+
 @zart.workflow("chaos-doomed", max_retries=1)
 def doomed(data: dict[str, Any]) -> None:
     value = add(add(data["n"], 1), 1)
@@ -312,6 +347,7 @@ MIX: dict[str, float] = {
     "chaos-parent": 1,
     "chaos-doomed": 1,
     "chaos-hostile": 0.4,
+    "chaos-atomic": 1,
 }
 """Relative share of each workflow among the started ones (children come on top)."""
 
@@ -404,6 +440,10 @@ def _parallel(data: dict[str, Any]) -> Designed:
     return Designed("COMPLETED", {"squares": squares, "pair": pair, "total": total})
 
 
+def _atomic(data: dict[str, Any]) -> Designed:
+    return Designed("COMPLETED", 1 + 2 + 3)
+
+
 def _loop(data: dict[str, Any]) -> Designed:
     length = loop_length(data["n"])
     return Designed("COMPLETED", length * (length - 1) // 2)
@@ -454,6 +494,7 @@ _DESIGNS = {
     "chaos-child": _child,
     "chaos-doomed": _doomed,
     "chaos-hostile": _hostile,
+    "chaos-atomic": _atomic,
 }
 
 

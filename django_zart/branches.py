@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
-from . import faults, pauses, serialization
+from django.dispatch import Signal
+
+from . import faults, pauses, serialization, signals
 from .conf import get_settings
 from .context import ExecutionContext, Suspend, current
 from .db.base import Store
@@ -33,6 +36,15 @@ BATCH_TIME = 0.25
 recorded together, in one statement."""
 
 
+@dataclass
+class Batch:
+    """The outcomes of a batch of branches, recorded together, and the signals that
+    announce them once they are."""
+
+    outcomes: list[tuple[Claim, Checkpoint]] = field(default_factory=list)
+    announcements: list[tuple[Signal, str, dict[str, Any]]] = field(default_factory=list)
+
+
 class BranchContext(ExecutionContext):
     """The context of a branch: its outcome is the branch's record, not a new row.
 
@@ -44,15 +56,21 @@ class BranchContext(ExecutionContext):
         claim: Claim,
         store: Store,
         branch: BranchRow,
-        batch: list[tuple[Claim, Checkpoint]] | None = None,
+        batch: Batch | None = None,
     ) -> None:
         super().__init__(claim=claim, store=store, loaded=[])
         self.branch = branch
         self.batch = batch
 
+    def announce(self, signal: Signal, **kwargs: Any) -> None:
+        if self.batch is None:
+            super().announce(signal, **kwargs)
+        else:  # sent once the batch is recorded
+            self.batch.announcements.append((signal, self.claim.execution_id, kwargs))
+
     def write(self, point: Checkpoint, value: Any = None) -> Record:
         if self.batch is not None:
-            self.batch.append((self.claim, point))
+            self.batch.outcomes.append((self.claim, point))
             return self.remember_point(self.branch.step_id, point, value)
         step_id = self.store.finish_branch(self.claim, self.branch.step_id, point)
         return self.remember_point(step_id, point, value)
@@ -82,7 +100,12 @@ def run_batch(claim: Claim, store: Store, started: float) -> None:
     branch = claim.branch
     if branch is None or get_settings().fault_points:
         return  # fault points stand for single writes: tests that use them get those
-    batch: list[tuple[Claim, Checkpoint]] = []
+    try:
+        if get_step(branch.name).atomic:
+            return  # an atomic step's outcome is written in its own transaction
+    except ZartError:
+        return
+    batch = Batch()
     try:
         if pauses.matching(claim.execution_id, claim.workflow, branch.name):
             return
@@ -92,18 +115,21 @@ def run_batch(claim: Claim, store: Store, started: float) -> None:
                 _execute_one(sibling, store, batch)
             if len(siblings) < BATCH_SIZE:
                 break
-        store.finish_branches(claim, batch)
+        store.finish_branches(claim, batch.outcomes)
     except (DatabaseUnavailable, LeaseLost) as exc:
         logger.warning(
             "A batch of %d branches of execution=%s was not recorded (%s); they will run "
             "again once their lease ends",
-            len(batch),
+            len(batch.outcomes),
             claim.execution_id,
             type(exc).__name__,
         )
+        return
+    for signal, execution_id, kwargs in batch.announcements:
+        signals.send_on_commit(signal, claim.workflow, execution_id=execution_id, **kwargs)
 
 
-def _execute_one(claim: Claim, store: Store, batch: list[tuple[Claim, Checkpoint]] | None) -> str:
+def _execute_one(claim: Claim, store: Store, batch: Batch | None) -> str:
     branch = claim.branch
     if branch is None:
         raise ZartError(

@@ -25,7 +25,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import async_to_sync
+from django.dispatch import Signal
 
+from . import signals
 from .db.types import Checkpoint, Claim, Record
 from .errors import (
     DuplicateStepName,
@@ -189,6 +191,12 @@ class ExecutionContext:
         """
         step_id = self.store.record(self.claim, point)
         return self.remember_point(step_id, point, value)
+
+    def announce(self, signal: Signal, **kwargs: Any) -> None:
+        """Send ``signal`` about this execution once what was just written is committed."""
+        signals.send_on_commit(
+            signal, self.claim.workflow, execution_id=self.claim.execution_id, **kwargs
+        )
 
     def remember_point(self, step_id: int, point: Checkpoint, value: Any = None) -> Record:
         record = Record(

@@ -98,6 +98,7 @@ def step(
     retry_on: tuple[type[BaseException], ...] = (Exception,),
     give_up_on: tuple[type[BaseException], ...] = (),
     timeout: Duration | None = None,
+    atomic: bool = False,
 ) -> Callable[[Callable[..., Any]], Step]: ...
 
 
@@ -109,6 +110,7 @@ def step(
     retry_on: tuple[type[BaseException], ...] = (Exception,),
     give_up_on: tuple[type[BaseException], ...] = (),
     timeout: Duration | None = None,
+    atomic: bool = False,
 ) -> Step | Callable[[Callable[..., Any]], Step]:
     """Make a function a checkpointed step: inside a workflow, it runs once per position.
 
@@ -118,6 +120,11 @@ def step(
     fail the step at once. ``timeout`` fails an attempt that runs longer with
     ``zart.StepTimeout`` (async steps are cancelled; a sync step's thread goes on, and its
     late result is discarded).
+
+    ``atomic=True`` runs the step's body in ``transaction.atomic()`` together with the
+    write of its checkpoint: its database writes (on the default database) commit if and
+    only if the checkpoint does, so they happen exactly once, even when the worker dies
+    in the middle. What leaves the database (an HTTP call, an email) is not covered.
     """
     seconds = None if timeout is None else to_seconds(timeout)
     retry_on = tuple(retry_on)
@@ -131,6 +138,7 @@ def step(
             retry_on=retry_on,
             give_up_on=give_up_on,
             timeout=seconds,
+            atomic=atomic,
         )
 
     if callable(name):

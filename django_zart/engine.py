@@ -20,13 +20,13 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
-from . import faults, pauses, serialization
+from . import faults, pauses, serialization, signals
 from .branches import execute_branch
 from .conf import get_settings
 from .context import Abort, ExecutionContext, Pause, Suspend, current, run_async_body
 from .db.base import Store
 from .db.guard import connection_lost
-from .db.types import Claim, DatabaseUnavailable, LeaseLost, StoreRefused
+from .db.types import Claim, DatabaseUnavailable, LeaseLost, StoreRefused, loads_json
 from .errors import (
     ExecutionTimedOut,
     SerializationError,
@@ -150,6 +150,13 @@ def _execute(claim: Claim, store: Store) -> Outcome:
         claim.workflow,
         claim.run_index,
     )
+    if claim.fresh and claim.run_index == 1 and signals.execution_started.has_listeners():
+        signals.send_on_commit(
+            signals.execution_started,
+            claim.workflow,
+            execution_id=claim.execution_id,
+            input=serialization.decode(claim.input),
+        )
     return _run_body(ctx, workflow, compensating)
 
 
@@ -305,3 +312,13 @@ def _fail(claim: Claim, store: Store, exc: BaseException, workflow: Workflow | N
 def _finish(claim: Claim, store: Store, status: str, output: str | None, error: str | None) -> None:
     store.finish(claim, status=status, output=output, error=error)
     faults.point("after-finish")
+    if not signals.execution_finished.has_listeners():
+        return  # no decoding of the output for nobody
+    signals.send_on_commit(
+        signals.execution_finished,
+        claim.workflow,
+        execution_id=claim.execution_id,
+        status=status,
+        output=None if output is None else serialization.decode(loads_json(output)),
+        error=loads_json(error),
+    )

@@ -25,7 +25,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.db.models.functions import Now
 
-from . import pauses, serialization
+from . import pauses, serialization, signals
 from .conf import get_settings
 from .db import get_store
 from .db.transitions import end_run, transition
@@ -87,12 +87,12 @@ def _cancel(execution_id: str, reason: str, by: str) -> str | None:
     row = (
         Execution.objects.select_for_update()
         .filter(pk=execution_id)
-        .values_list("status", "run_index", "parent_id", "wake_parent")
+        .values_list("status", "run_index", "parent_id", "wake_parent", "workflow")
         .first()
     )
     if row is None:
         raise ExecutionNotFound(execution_id)
-    status, run_index, parent_id, wake_parent = row
+    status, run_index, parent_id, wake_parent, workflow = row
     if status in TERMINAL:
         return str(status)
     error: dict[str, Any] = {
@@ -118,6 +118,14 @@ def _cancel(execution_id: str, reason: str, by: str) -> str | None:
         _cancel(child, "Its parent %r was cancelled." % execution_id, by)
     logger.info(
         "Execution cancelled execution=%s by=%s children=%d", execution_id, by or "-", len(children)
+    )
+    signals.send_on_commit(
+        signals.execution_finished,
+        workflow,
+        execution_id=execution_id,
+        status=ExecutionStatus.CANCELLED.value,
+        output=None,
+        error=error,
     )
     return None
 

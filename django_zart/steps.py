@@ -19,9 +19,9 @@ from datetime import timedelta
 from typing import Any, NoReturn
 
 from asgiref.sync import async_to_sync, sync_to_async
-from django.db import connection
+from django.db import connection, transaction
 
-from . import faults, serialization
+from . import faults, serialization, signals
 from .conf import get_settings
 from .context import ExecutionContext, Suspend, current, in_event_loop, in_step
 from .db.guard import connection_lost
@@ -97,6 +97,7 @@ class Step:
         retry_on: tuple[type[BaseException], ...] = (Exception,),
         give_up_on: tuple[type[BaseException], ...] = (),
         timeout: float | None = None,
+        atomic: bool = False,
     ) -> None:
         self.fn = fn
         self.name = check_name(name, "A step name")
@@ -104,7 +105,20 @@ class Step:
         self.retry_on = retry_on
         self.give_up_on = give_up_on
         self.timeout = timeout
+        self.atomic = atomic
         self.is_async = asyncio.iscoroutinefunction(fn)
+        if atomic and self.is_async:
+            raise ZartError(
+                "Step %r is async and atomic: an atomic step runs in a transaction of the "
+                "worker's connection, which Django holds on one thread; make it a plain "
+                "function." % name
+            )
+        if atomic and timeout is not None:
+            raise ZartError(
+                "Step %r is atomic and has a timeout: an atomic step runs on the worker's "
+                "own thread and connection, where it cannot be abandoned; bound its queries "
+                "with PostgreSQL's statement_timeout instead." % name
+            )
         self.templated = "{" in name
         self._signature = inspect.signature(fn)
         functools.update_wrapper(self, fn)
@@ -191,6 +205,9 @@ class Step:
         while True:
             if isinstance(attempt, Replayed):
                 return attempt.value
+            if self.atomic:
+                attempt = atomic_attempt(ctx, self, attempt, args, kwargs)
+                continue
             try:
                 with in_step(attempt.call.position, attempt.number):
                     value = self.run_sync(args, kwargs)
@@ -308,20 +325,35 @@ def plan_from(ctx: ExecutionContext, call: Call, record: Record | None) -> Attem
 def succeeded(ctx: ExecutionContext, step: Step, attempt: Attempt, value: Any) -> Any:
     what = "the result of step %r" % attempt.call.position
     try:
-        encoded = serialization.encode(value, what)
-        text = serialization.dumps(encoded, what, get_settings().max_payload_bytes)
+        encoded, point = completion(ctx, step, attempt, value, what)
     except SerializationError as exc:
         # Deterministic: no retry would return anything else.
         return give_up(ctx, step, attempt, exc)
-    rows = attempt.earlier
-    if attempt.number > 1:
-        rows = (*rows, (attempt.number, AttemptStatus.SUCCEEDED, None))
-    point = _checkpoint(ctx, step, attempt, StepStatus.COMPLETED, result=text, rows=rows)
     try:
         with faults.around_checkpoint(StepKind.STEP):
             ctx.write(point, encoded)
     except StoreRefused as refused:
         return give_up(ctx, step, attempt, serialization.refused(what, refused))
+    return done(ctx, step, attempt, encoded)
+
+
+def completion(
+    ctx: ExecutionContext, step: Step, attempt: Attempt, value: Any, what: str
+) -> tuple[Any, Any]:
+    """The encoded result and the checkpoint of a successful attempt.
+
+    Raises ``SerializationError`` for a result that cannot be stored.
+    """
+    encoded = serialization.encode(value, what)
+    text = serialization.dumps(encoded, what, get_settings().max_payload_bytes)
+    rows = attempt.earlier
+    if attempt.number > 1:
+        rows = (*rows, (attempt.number, AttemptStatus.SUCCEEDED, None))
+    return encoded, _checkpoint(ctx, step, attempt, StepStatus.COMPLETED, result=text, rows=rows)
+
+
+def done(ctx: ExecutionContext, step: Step, attempt: Attempt, encoded: Any) -> Any:
+    """Log and announce a checkpointed success; the value the workflow gets."""
     logger.info(
         "Step done execution=%s workflow=%s step=%s attempt=%d",
         ctx.claim.execution_id,
@@ -329,7 +361,48 @@ def succeeded(ctx: ExecutionContext, step: Step, attempt: Attempt, value: Any) -
         attempt.call.position,
         attempt.number,
     )
-    return serialization.decode(encoded)
+    value = serialization.decode(encoded)
+    ctx.announce(
+        signals.step_completed,
+        step=attempt.call.position,
+        name=step.name,
+        attempt=attempt.number,
+        result=value,
+    )
+    return value
+
+
+def atomic_attempt(
+    ctx: ExecutionContext,
+    step: Step,
+    attempt: Attempt,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Attempt | Replayed:
+    """One attempt of an ``atomic=True`` step: its body and its checkpoint in one
+    transaction, so the body's database writes commit if and only if the checkpoint does.
+
+    A worker that dies in the middle leaves neither (the server rolls the transaction
+    back), and the attempt runs again as if it had never run. A failed attempt, a result
+    that cannot be stored and a cancel seen by the checkpoint's write roll the body's
+    writes back too; the failure is recorded afterwards, on its own. Returns the next
+    attempt, or the value (as ``Replayed``) once checkpointed.
+    """
+    what = "the result of step %r" % attempt.call.position
+    try:
+        with transaction.atomic():
+            with in_step(attempt.call.position, attempt.number):
+                value = step.fn(*args, **kwargs)
+            encoded, point = completion(ctx, step, attempt, value, what)
+            with faults.around_checkpoint(StepKind.STEP):
+                ctx.write(point, encoded)
+    except SerializationError as exc:
+        give_up(ctx, step, attempt, exc)
+    except StoreRefused as refused:
+        give_up(ctx, step, attempt, serialization.refused(what, refused))
+    except Exception as exc:
+        return failed(ctx, step, attempt, exc)
+    return Replayed(done(ctx, step, attempt, encoded))
 
 
 def failed(ctx: ExecutionContext, step: Step, attempt: Attempt, exc: Exception) -> Attempt:
@@ -377,6 +450,13 @@ def give_up(ctx: ExecutionContext, step: Step, attempt: Attempt, exc: Exception)
         ctx.claim.workflow,
         attempt.call.position,
         attempt.number,
+    )
+    ctx.announce(
+        signals.step_failed,
+        step=attempt.call.position,
+        name=step.name,
+        attempt=attempt.number,
+        error=record.error or {},
     )
     raise step_failed(attempt.call.position, attempt.number, record.error or {}) from exc
 

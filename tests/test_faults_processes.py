@@ -26,6 +26,8 @@ EXPECTED = {
     "fault-event": [{"go": True}, "after-event"],
     "fault-branch": ["left", "right"],
     "fault-child": ["one", "two"],
+    "fault-atomic": ["one", "two"],
+    "fault-atomic-branch": ["left", "right"],
 }
 
 
@@ -53,6 +55,12 @@ def side_effects(execution_ids: list[str]) -> dict[str, int]:
         ("fault-branch", "before-checkpoint:step", "left"),  # a branch's step outcome
         ("fault-child", "before-checkpoint:child", None),
         ("fault-child", "after-checkpoint:child", None),
+        # An atomic step's write commits with its checkpoint or not at all: killed on
+        # either side of the checkpoint's write, inside the transaction, it runs once.
+        ("fault-atomic", "before-checkpoint:step", None),
+        ("fault-atomic", "after-checkpoint:step", None),
+        ("fault-atomic-branch", "before-checkpoint:step", None),
+        ("fault-atomic-branch", "after-checkpoint:step", None),
     ],
 )
 def test_a_crash_at_a_fault_point_loses_nothing(

@@ -713,3 +713,64 @@ def ops_part(i: int) -> int:
 def ops_fan(data: dict) -> list:
     parts = zart.map(ops_part, range(3))
     return [*parts, ops_ship()]
+
+
+@zart.step("atomic-effect", atomic=True)
+def atomic_effect(name: str) -> str:
+    """Its side effect is a row in the worker's own database: atomic with its checkpoint."""
+    mark(name)
+    return name
+
+
+@zart.workflow("fault-atomic")
+def fault_atomic(data: None) -> list:
+    return [atomic_effect("one"), atomic_effect("two")]
+
+
+@zart.workflow("fault-atomic-branch")
+def fault_atomic_branch(data: None) -> list:
+    return zart.map(atomic_effect, ["left", "right"])
+
+
+@zart.step("atomic-flaky", atomic=True, retry=zart.Retry.fixed(3, 0))
+def atomic_flaky(failures: int) -> int:
+    """Writes, then fails its first ``failures`` attempts: their writes must not stay."""
+    attempt = zart.context().attempt
+    mark("flaky-%d" % attempt)
+    if attempt <= failures:
+        raise ValueError("attempt %d fails after its write" % attempt)
+    return attempt
+
+
+@zart.workflow("atomic-flaky-wf")
+def atomic_flaky_wf(data: dict) -> object:
+    return zart.step_or(lambda: atomic_flaky(data["failures"]), "gave up")
+
+
+@zart.step("atomic-bad-result", atomic=True)
+def atomic_bad_result() -> object:
+    mark("bad")
+    return object()
+
+
+@zart.workflow("atomic-bad-result-wf")
+def atomic_bad_result_wf(data: None) -> object:
+    return zart.step_or(atomic_bad_result, "not stored")
+
+
+@zart.workflow("atomic-many")
+def atomic_many(data: dict) -> list:
+    return zart.map(atomic_effect, ["item-%d" % i for i in range(data["n"])])
+
+
+@zart.workflow("signalled")
+def signalled(data: dict) -> dict:
+    first = add(1, 2)
+    zart.sleep("pause", data.get("sleep", 0))
+    second = zart.step_or(lambda: flaky_forever(), "fallback")
+    return {"first": first, "second": second}
+
+
+@zart.step("flaky-forever")
+def flaky_forever() -> str:
+    raise RuntimeError("never works")
