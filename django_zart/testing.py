@@ -432,17 +432,19 @@ class Driver:
         )
 
     def _adopt(self, execution_ids: list[str]) -> None:
-        """Drive these executions too. Their deadlines were set by the database clock
-        when they started, and the virtual clock was ahead by its offset then (no pass
-        has moved it since)."""
+        """Drive these executions too.
+
+        Their deadlines were set by the database clock when they were created: they move
+        by how far the virtual clock was ahead of it then (it has not moved since).
+        """
         if not execution_ids:
             return
         self._tree.extend(execution_ids)
-        offset = self.clock.offset
-        if offset:
-            Execution.objects.filter(pk__in=execution_ids, deadline_at__isnull=False).update(
-                deadline_at=F("deadline_at") + offset
-            )
+        timed = Execution.objects.filter(pk__in=execution_ids, deadline_at__isnull=False)
+        for pk, created_at in timed.values_list("pk", "created_at"):
+            ahead = self.clock.reading(created_at) - created_at
+            if ahead:
+                Execution.objects.filter(pk=pk).update(deadline_at=F("deadline_at") + ahead)
 
     def _restore_queues(self) -> None:
         queue = Execution.objects.filter(pk=OuterRef("execution_id")).values("queue")[:1]

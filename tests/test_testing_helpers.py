@@ -1,8 +1,7 @@
 """django_zart.testing: workflows run to their end in the test's thread, in no real time.
 
-Every test runs twice, in a test that rolls back (``db``, like ``TestCase``) and in one
-that commits (``transactional_db``, like ``TransactionTestCase``); the suite runs on
-PostgreSQL and on SQLite.
+Most tests run twice, in a test that rolls back (like ``TestCase``) and in one that
+commits (like ``TransactionTestCase``); the suite runs on PostgreSQL and on SQLite.
 """
 
 import time
@@ -24,9 +23,16 @@ REAL_TIME_LIMIT = 1.0
 """Seconds of real time a run may take, whatever its sleeps, deadlines and back-offs."""
 
 
-@pytest.fixture(params=["db", "transactional_db"])
-def database(request: pytest.FixtureRequest) -> None:
-    request.getfixturevalue(request.param)
+@pytest.fixture(
+    params=[
+        pytest.param("rolled-back", marks=pytest.mark.django_db),
+        pytest.param("committed", marks=pytest.mark.django_db(transaction=True)),
+    ]
+)
+def database(request: pytest.FixtureRequest) -> str:
+    """Marks, not ``getfixturevalue``: pytest-django sets up the test databases that the
+    collected tests' marks ask for."""
+    return str(request.param)
 
 
 @contextmanager
@@ -188,7 +194,7 @@ def forever(data: None) -> None:
 # -- running to the end ----------------------------------------------------------------
 
 
-def test_steps_retries_and_their_back_off_complete_at_once(database: None) -> None:
+def test_steps_retries_and_their_back_off_complete_at_once(database: str) -> None:
     clock = Clock()
     with quickly():
         result = zart.testing.run(
@@ -205,7 +211,7 @@ def test_steps_retries_and_their_back_off_complete_at_once(database: None) -> No
     assert not Task.objects.exists()
 
 
-def test_a_long_sleep_takes_no_time(database: None) -> None:
+def test_a_long_sleep_takes_no_time(database: str) -> None:
     with quickly():
         result = zart.testing.run("th-reminder", None)
     assert result.status == "COMPLETED"
@@ -214,7 +220,7 @@ def test_a_long_sleep_takes_no_time(database: None) -> None:
     assert sleep.status == "COMPLETED"
 
 
-def test_an_event_is_delivered_when_the_workflow_waits_for_it(database: None) -> None:
+def test_an_event_is_delivered_when_the_workflow_waits_for_it(database: str) -> None:
     with quickly():
         result = zart.testing.run(
             expense_approval, {"id": 17}, events={"decision": {"approved": True}}
@@ -227,7 +233,7 @@ def test_an_event_is_delivered_when_the_workflow_waits_for_it(database: None) ->
     assert result.undelivered_events == ()
 
 
-def test_a_wait_times_out_then_the_event_comes_step_by_step(database: None) -> None:
+def test_a_wait_times_out_then_the_event_comes_step_by_step(database: str) -> None:
     with quickly():
         driver = zart.testing.start(expense_approval, {"id": 18}, execution_id="e-18")
         driver.advance()
@@ -249,7 +255,7 @@ def test_a_wait_times_out_then_the_event_comes_step_by_step(database: None) -> N
     ) == ["FAILED", "COMPLETED"]
 
 
-def test_a_wait_nothing_will_end_is_reported_as_stuck(database: None) -> None:
+def test_a_wait_nothing_will_end_is_reported_as_stuck(database: str) -> None:
     with quickly(), pytest.raises(Stuck) as info:
         zart.testing.run(expense_approval, {"id": 19}, execution_id="e-19")
     stuck = info.value
@@ -264,12 +270,12 @@ def test_a_wait_nothing_will_end_is_reported_as_stuck(database: None) -> None:
     assert Task.objects.get(execution_id="e-19").queue == "default"
 
 
-def test_scripted_events_it_never_waited_for_are_named(database: None) -> None:
+def test_scripted_events_it_never_waited_for_are_named(database: str) -> None:
     with pytest.raises(Stuck, match="Scripted events it never waited for: 'decison'"):
         zart.testing.run(expense_approval, {"id": 20}, events={"decison": {"approved": True}})
 
 
-def test_events_as_a_list_feed_successive_waits(database: None) -> None:
+def test_events_as_a_list_feed_successive_waits(database: str) -> None:
     driver = zart.testing.start(
         expense_approval,
         {"id": 21},
@@ -281,7 +287,7 @@ def test_events_as_a_list_feed_successive_waits(database: None) -> None:
     assert result.undelivered_events == ("decision",)
 
 
-def test_advancing_the_clock_runs_what_comes_due_in_order(database: None) -> None:
+def test_advancing_the_clock_runs_what_comes_due_in_order(database: str) -> None:
     driver = zart.testing.start("th-onboarding", {"email": "cy@example.com"})
     driver.advance()  # the first try failed; the next is an hour away
     assert ran(driver.execution_id, "send-email") == 1
@@ -290,7 +296,7 @@ def test_advancing_the_clock_runs_what_comes_due_in_order(database: None) -> Non
     assert abs(driver.clock.offset - timedelta(hours=3)) < timedelta(seconds=1)
 
 
-def test_a_clock_that_does_not_move_by_itself(database: None) -> None:
+def test_a_clock_that_does_not_move_by_itself(database: str) -> None:
     clock = Clock(auto=False)
     driver = zart.testing.start("th-reminder", None, clock=clock)
     with pytest.raises(Stuck, match=r"sleeps in 'a-month' until .*Clock\(auto=False\)"):
@@ -301,7 +307,7 @@ def test_a_clock_that_does_not_move_by_itself(database: None) -> None:
     assert driver.result.status == "COMPLETED"
 
 
-def test_a_clock_can_start_at_a_chosen_time(database: None) -> None:
+def test_a_clock_can_start_at_a_chosen_time(database: str) -> None:
     from django.utils import timezone
 
     new_year = timezone.now().replace(microsecond=0) + timedelta(days=400)
@@ -309,14 +315,14 @@ def test_a_clock_can_start_at_a_chosen_time(database: None) -> None:
     assert new_year <= result.output < new_year + timedelta(seconds=5)
 
 
-def test_a_clock_cannot_start_in_the_past(database: None) -> None:
+def test_a_clock_cannot_start_in_the_past(database: str) -> None:
     from django.utils import timezone
 
     with pytest.raises(zart.InvalidArgument, match="in the past"):
         zart.testing.run("th-what-time", None, clock=Clock(timezone.now() - timedelta(1)))
 
 
-def test_the_workflow_timeout_follows_the_virtual_clock(database: None) -> None:
+def test_the_workflow_timeout_follows_the_virtual_clock(database: str) -> None:
     with quickly():
         result = zart.testing.run("th-too-slow", None)
     assert result.status == "FAILED"
@@ -324,7 +330,7 @@ def test_the_workflow_timeout_follows_the_virtual_clock(database: None) -> None:
     assert result.error["type"] == "django_zart.errors.ExecutionTimedOut"
 
 
-def test_child_workflows_run_too(database: None) -> None:
+def test_child_workflows_run_too(database: str) -> None:
     with quickly():
         result = zart.testing.run("th-order", {"order": "o7"}, execution_id="order-7")
     assert result.output == {"invoice": "inv_o7", "fired": "order-7/start_workflow:th-invoice"}
@@ -332,7 +338,7 @@ def test_child_workflows_run_too(database: None) -> None:
     assert sorted(children.values_list("status", flat=True)) == ["COMPLETED", "COMPLETED"]
 
 
-def test_a_childs_deadline_is_on_the_virtual_clock(database: None) -> None:
+def test_a_childs_deadline_is_on_the_virtual_clock(database: str) -> None:
     clock = Clock()
     result = zart.testing.run("th-late-parent", None, execution_id="late", clock=clock)
     assert result.status == "FAILED"  # run_workflow raised the child's failure
@@ -341,16 +347,20 @@ def test_a_childs_deadline_is_on_the_virtual_clock(database: None) -> None:
     # Started a day late by the database clock, it still had its hour: it reached its
     # sleep, and timed out an hour into it.
     assert Step.objects.filter(execution_id=child.pk, kind="SLEEP").exists()
+    assert child.deadline_at is not None  # (SQLite: two clocks, a few ms apart)
+    assert abs(child.deadline_at - child.created_at - timedelta(days=1, hours=1)) < timedelta(
+        seconds=1
+    )
     assert abs(clock.offset - timedelta(days=1, hours=1)) < timedelta(seconds=1)
 
 
-def test_parallel_branches_run_too(database: None) -> None:
+def test_parallel_branches_run_too(database: str) -> None:
     with quickly():
         result = zart.testing.run("th-fan-out", {"items": [1, 2, 3]})
     assert result.output == 14
 
 
-def test_an_async_workflow(database: None) -> None:
+def test_an_async_workflow(database: str) -> None:
     with quickly():
         result = zart.testing.run("th-async-checkout", {"order": "a1"})
     assert result.output == "ch_a1"
@@ -359,7 +369,7 @@ def test_an_async_workflow(database: None) -> None:
 # -- crashes ---------------------------------------------------------------------------
 
 
-def test_crash_after_runs_a_step_that_is_not_idempotent_twice(database: None) -> None:
+def test_crash_after_runs_a_step_that_is_not_idempotent_twice(database: str) -> None:
     with quickly():
         result = zart.testing.run("th-checkout", {"order": "c1"}, crash_after="th-charge")
     assert result.output == ["ch_c1", "ch_c1"]
@@ -369,14 +379,14 @@ def test_crash_after_runs_a_step_that_is_not_idempotent_twice(database: None) ->
     assert Step.objects.get(execution_id=result.execution_id, name="th-charge").attempts == 1
 
 
-def test_crash_after_an_idempotent_step_leaves_one_side_effect(database: None) -> None:
+def test_crash_after_an_idempotent_step_leaves_one_side_effect(database: str) -> None:
     result = zart.testing.run("th-checkout", {"order": "c2"}, crash_after="th-charge-once")
     assert result.crashes == ("th-charge-once",)
     assert ran(result.execution_id, "charge-once") == 1
     assert ran(result.execution_id, "charge") == 1  # checkpointed before the crash
 
 
-def test_crash_after_a_position_an_async_step_and_a_branch(database: None) -> None:
+def test_crash_after_a_position_an_async_step_and_a_branch(database: str) -> None:
     result = zart.testing.run("th-async-checkout", {"order": "a2"}, crash_after="th-async-charge")
     assert result.output == "ch_a2" and ran(result.execution_id, "async-charge") == 2
 
@@ -385,7 +395,7 @@ def test_crash_after_a_position_an_async_step_and_a_branch(database: None) -> No
     assert ran(result.execution_id, "square-2") == 2
 
 
-def test_crash_after_a_step_that_never_ran_fails_the_test(database: None) -> None:
+def test_crash_after_a_step_that_never_ran_fails_the_test(database: str) -> None:
     with pytest.raises(AssertionError, match="'th-charj', which execution 'typo' never"):
         zart.testing.run(
             "th-checkout", {"order": "c3"}, execution_id="typo", crash_after="th-charj"
@@ -395,7 +405,7 @@ def test_crash_after_a_step_that_never_ran_fails_the_test(database: None) -> Non
 # -- what a run leaves alone -------------------------------------------------------------
 
 
-def test_other_executions_are_left_alone(database: None) -> None:
+def test_other_executions_are_left_alone(database: str) -> None:
     zart.start("th-onboarding", {"email": "bob@example.com"}, execution_id="other")
     zart.testing.run("th-onboarding", {"email": "ada@example.com"})
     other = Execution.objects.get(pk="other")
@@ -404,21 +414,21 @@ def test_other_executions_are_left_alone(database: None) -> None:
     assert not Task.objects.filter(queue=QUEUE).exists()
 
 
-def test_a_run_that_never_ends_stops_at_max_passes(database: None) -> None:
+def test_a_run_that_never_ends_stops_at_max_passes(database: str) -> None:
     with quickly(), pytest.raises(Stuck, match="still running after max_passes=5 claims"):
         zart.testing.run("th-forever", None, execution_id="loop", max_passes=5)
     task = Task.objects.get(execution_id="loop")
     assert task.held_by is None and task.queue == "default"
 
 
-def test_the_hooks_are_off_outside_a_pass(database: None) -> None:
+def test_the_hooks_are_off_outside_a_pass(database: str) -> None:
     with pytest.raises(Stuck):
         zart.testing.run(expense_approval, {"id": 22}, crash_after="th-escalate")
     assert ExecutionContext.virtual_clock is None
     assert ExecutionContext.before_checkpoint is None
 
 
-def test_drive_an_execution_started_elsewhere(database: None) -> None:
+def test_drive_an_execution_started_elsewhere(database: str) -> None:
     zart.start(expense_approval, {"id": 23}, execution_id="from-a-view")
     driver = zart.testing.drive("from-a-view", events={"decision": {"approved": True}})
     assert driver.finish().output == "paid"
@@ -426,7 +436,7 @@ def test_drive_an_execution_started_elsewhere(database: None) -> None:
         zart.testing.drive("nobody")
 
 
-def test_bad_arguments(database: None) -> None:
+def test_bad_arguments(database: str) -> None:
     with pytest.raises(zart.InvalidArgument, match="events takes"):
         zart.testing.start("th-reminder", None, events=["decision"])  # type: ignore[list-item]
     with pytest.raises(zart.InvalidArgument, match="max_passes"):
