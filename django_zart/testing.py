@@ -17,9 +17,11 @@ the next due time (the end of a sleep, a retry delay, an event's deadline) and g
 the claim that follows runs exactly at that time, so the times it sets add up exactly,
 however long the test takes in real time.
 
-Only the driven execution and the executions it starts are run, whatever their queues:
-before each claim their due tasks move to a queue of their own (``QUEUE``), and back to
-their executions' queues when the driver stops. Other executions are left as they are.
+Only the driven execution and its children (``run_workflow``, ``start_workflow``, and
+theirs) are run, whatever their queues: before each claim their due tasks move to a
+queue of their own (``QUEUE``), and back to their executions' queues when the driver
+stops. Other executions, those a step starts with ``zart.start`` among them, are left as
+they are.
 
 ``crash_after`` stops the execution after a step's side effect and before its checkpoint
 is written (``ExecutionContext.before_checkpoint``), as a worker killed there would stop,
@@ -220,7 +222,7 @@ Events = Mapping[str, Any] | Iterable[tuple[str, Any]]
 
 
 class Driver:
-    """Drives one execution, and the executions it starts, on the calling thread.
+    """Drives one execution, and its child executions, on the calling thread.
 
     ``advance`` runs what is due (after moving the clock, if asked), ``send_event`` sends
     an event, ``finish`` runs to the end; ``waits`` and ``result`` say where it stands.
@@ -424,7 +426,7 @@ class Driver:
         return due is not None and due <= horizon and self.clock.advance_to(due)
 
     def _started_by_run(self) -> list[str]:
-        """Executions started by the run's executions since the last look."""
+        """Children of the run's executions started since the last look."""
         return list(
             Execution.objects.filter(parent_id__in=self._tree)
             .exclude(pk__in=self._tree)
