@@ -45,6 +45,7 @@ from .steps import step_or
 from .waits import capture, now, sleep, sleep_until, wait_for_event
 
 if TYPE_CHECKING:
+    from . import testing as testing
     from .children import run_workflow, start_workflow
     from .client import (
         astart,
@@ -109,7 +110,14 @@ _LAZY = {
 ready, so that ``import django_zart`` works in settings and app modules."""
 
 
+_SUBMODULES = {"testing"}
+"""Submodules reachable as attributes (``zart.testing.run``), imported on first use for the
+same reason."""
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module("." + name, __name__)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError("module 'django_zart' has no attribute %r" % name)

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from asgiref.sync import async_to_sync
 from django.dispatch import Signal
@@ -100,6 +100,17 @@ class ExecutionContext:
     lanes: dict[Lane, int] = field(default_factory=dict)
     explicit_seen: set[str] = field(default_factory=set)
 
+    # Hooks for django_zart.testing. Both are None in production, where each costs one
+    # attribute read; a test driver sets them only while it runs a claim in its thread.
+    virtual_clock: ClassVar[Callable[[Claim], datetime] | None] = None
+    """The durable clock of a claim, read by ``now`` in place of the database's: a test's
+    virtual time, which it moves ahead of the database's as it pleases. What the engine
+    records from it (wake times, deadlines, checkpoint times) is then virtual time too."""
+    before_checkpoint: ClassVar[Callable[[Checkpoint], None] | None] = None
+    """Called with each checkpoint once it is made and before it is written, that is
+    after the call's side effect: a test raises there to stop the execution as a worker
+    killed at that instant would (``testing.run(crash_after=...)``)."""
+
     def __post_init__(self) -> None:
         self.records = {r.sequence: r for r in self.loaded if r.sequence}
         self.by_position = {r.position: r for r in self.loaded}
@@ -117,7 +128,14 @@ class ExecutionContext:
 
     def now(self) -> datetime:
         """The database clock, read when the claim was taken, advanced by the monotonic
-        clock since (an outage replayed on the same claim keeps counting)."""
+        clock since (an outage replayed on the same claim keeps counting).
+
+        Every durable time is judged by this one reading (sleeps, event deadlines, retry
+        delays, the workflow's timeout), so ``virtual_clock`` moves all of them at once.
+        """
+        virtual = ExecutionContext.virtual_clock
+        if virtual is not None:
+            return virtual(self.claim)
         elapsed = time.monotonic() - self.claim.clock_origin
         return self.claim.db_now + timedelta(seconds=elapsed)
 
@@ -219,7 +237,7 @@ class ExecutionContext:
         self, sequence: int, position: str, name: str, kind: str, status: str, **fields: Any
     ) -> Checkpoint:
         """A checkpoint of this run, stamped with the durable clock."""
-        return Checkpoint(
+        point = Checkpoint(
             sequence=sequence,
             position=position,
             name=name,
@@ -228,6 +246,10 @@ class ExecutionContext:
             at=self.now(),
             **fields,
         )
+        hook = ExecutionContext.before_checkpoint
+        if hook is not None:
+            hook(point)
+        return point
 
     def check_deadline(self) -> None:
         if self.deadline is not None and self.now() >= self.deadline:
