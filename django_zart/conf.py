@@ -10,6 +10,7 @@ claim fail on a timestamp out of range.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -53,7 +54,10 @@ FAULT_POINTS = frozenset(
 
 def _duration(low: float, high: float) -> Callable[[str, Any], float]:
     def check(key: str, value: Any) -> float:
-        seconds = to_seconds(value)
+        try:
+            seconds = to_seconds(value)
+        except InvalidArgument as exc:  # its message names the value, not the key
+            raise InvalidArgument("%s: %s" % (key, exc)) from None
         if not low <= seconds <= high:
             raise InvalidArgument(
                 "%s must be between %s and %s seconds, not %r." % (key, low, high, value)
@@ -108,6 +112,10 @@ def _database_alias(key: str, value: Any) -> str:
     return value
 
 
+MIN_TOKEN_LENGTH = 16
+"""The shortest bearer token: ``API_TOKENS`` refuses shorter ones; ``EVENT_TOKENS`` have
+always taken any length, so for them a system check warns instead."""
+
 API_SCOPES = ("read", "write", "events")
 """What an API token may do: read anything, operate (start, cancel, restart, rerun,
 retry a step, pause), send events."""
@@ -121,9 +129,10 @@ def _api_tokens(key: str, value: Any) -> dict[str, frozenset[str]]:
         )
     tokens = {}
     for token, scopes in value.items():
-        if not isinstance(token, str) or len(token) < 16:
+        if not isinstance(token, str) or len(token) < MIN_TOKEN_LENGTH:
             raise InvalidArgument(
-                "%s: every token must be a string of at least 16 characters." % key
+                "%s: every token must be a string of at least %d characters."
+                % (key, MIN_TOKEN_LENGTH)
             )
         if (
             not isinstance(scopes, list | tuple)
@@ -209,22 +218,46 @@ def check_value(key: str, value: Any, *, label: str | None = None) -> Any:
     return CHECKS[key](label or 'ZART["%s"]' % key, value)
 
 
-def validate(raw: Any) -> list[str]:
-    """Return one message per problem in a ``ZART`` value (empty when it is valid)."""
+def closest_key(key: Any) -> str | None:
+    """The known key an unknown one was probably meant to be (case aside), if any."""
+    close = difflib.get_close_matches(str(key).upper(), DEFAULTS, n=1)
+    return close[0] if close else None
+
+
+def unknown_key_hint(key: Any) -> str:
+    suggestion = closest_key(key)
+    if suggestion is not None:
+        return "Did you mean %r?" % suggestion
+    return "Known keys: %s." % ", ".join(sorted(DEFAULTS))
+
+
+def unknown_keys(raw: dict[Any, Any]) -> list[Any]:
+    """The keys of a ``ZART`` dict that no setting has: a typo leaves its default in force."""
+    return [key for key in raw if key not in DEFAULTS]
+
+
+def invalid_values(raw: Any) -> list[str]:
+    """One message per setting in a ``ZART`` value of the wrong type or out of its range."""
     if not isinstance(raw, dict):
         return ["ZART must be a dict, not %s." % type(raw).__name__]
-    problems = [
-        "Unknown key %r in ZART; known keys: %s." % (key, ", ".join(sorted(DEFAULTS)))
-        for key in raw
-        if key not in DEFAULTS
-    ]
     merged = {**DEFAULTS, **raw}
+    problems = []
     for key in CHECKS:
         try:
             check_value(key, merged[key])
         except InvalidArgument as exc:
             problems.append(str(exc))
     return problems
+
+
+def validate(raw: Any) -> list[str]:
+    """Return one message per problem in a ``ZART`` value (empty when it is valid)."""
+    if not isinstance(raw, dict):
+        return invalid_values(raw)
+    unknown = [
+        "Unknown key %r in ZART. %s" % (key, unknown_key_hint(key)) for key in unknown_keys(raw)
+    ]
+    return unknown + invalid_values(raw)
 
 
 @cache

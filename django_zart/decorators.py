@@ -77,8 +77,8 @@ def workflow(
             declaration = Declaration.of(
                 wf.name, wf.name, cron=schedule, every=every, **(schedule_options or {})
             )
-        register(wf)
-        if declaration is not None:
+        # A clashing function declares no schedule: the name's holder would run on it.
+        if register(wf) and declaration is not None:
             declared[wf.name] = declaration
         return wf
 

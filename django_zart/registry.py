@@ -10,7 +10,8 @@ from typing import Any
 
 from django.utils.module_loading import autodiscover_modules
 
-from .errors import InvalidArgument, UnknownWorkflow, ZartError
+from .clashes import Clashes, origin
+from .errors import InvalidArgument, UnknownWorkflow
 from .names import MAX_QUEUE_LENGTH, check_name
 
 
@@ -48,29 +49,34 @@ class Workflow:
 
 
 _workflows: dict[str, Workflow] = {}
+clashes = Clashes("workflow")
+"""Workflow names registered by several functions (see ``django_zart.clashes``)."""
 
 
-def register(workflow: Workflow) -> None:
+def register(workflow: Workflow) -> bool:
+    """Register ``workflow`` under its name; False if another function holds the name.
+
+    The same function registered again (its module imported again) replaces itself.
+    """
     existing = _workflows.get(workflow.name)
-    if existing is not None and _origin(existing.fn) != _origin(workflow.fn):
-        raise ZartError(
-            "Workflow name %r is used by both %s and %s; workflow names must be unique."
-            % (workflow.name, _origin(existing.fn), _origin(workflow.fn))
-        )
+    if existing is not None and origin(existing.fn) != origin(workflow.fn):
+        clashes.add(workflow.name, origin(existing.fn), origin(workflow.fn))
+        return False
     _workflows[workflow.name] = workflow
-
-
-def _origin(fn: Callable[..., Any]) -> str:
-    return "%s.%s" % (fn.__module__, fn.__qualname__)
+    return True
 
 
 def get_workflow(name: str | Workflow) -> Workflow:
+    """The workflow of this name; ``ZartError`` if two functions claim it."""
     if isinstance(name, Workflow):
+        clashes.refuse(name.name)
         return name
     try:
-        return _workflows[name]
+        workflow = _workflows[name]
     except (KeyError, TypeError):  # TypeError: an unhashable "name"
         raise UnknownWorkflow(name) from None
+    clashes.refuse(name)
+    return workflow
 
 
 def workflow_names() -> list[str]:

@@ -22,6 +22,7 @@ from asgiref.sync import async_to_sync, sync_to_async
 from django.db import connection, transaction
 
 from . import faults, serialization, signals
+from .clashes import Clashes, origin
 from .conf import get_settings
 from .context import ExecutionContext, Suspend, current, in_event_loop, in_step
 from .db.guard import connection_lost
@@ -35,17 +36,21 @@ from .states import AttemptStatus, StepKind, StepStatus
 logger = logging.getLogger(__name__)
 
 _steps: dict[str, Step] = {}
+clashes = Clashes("step")
+"""Step names registered by several functions (see ``django_zart.clashes``)."""
 
 
 def get_step(name: str) -> Step:
     """The registered step of this name (parallel branches run steps by name)."""
     try:
-        return _steps[name]
+        step = _steps[name]
     except KeyError:
         raise ZartError(
             "No step named %r is registered in this worker; is its module imported by a "
             "workflows.py or ZART['WORKFLOW_MODULES']?" % name
         ) from None
+    clashes.refuse(name)
+    return step
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,12 +128,10 @@ class Step:
         self._signature = inspect.signature(fn)
         functools.update_wrapper(self, fn)
         existing = _steps.get(name)
-        if existing is not None and _origin(existing.fn) != _origin(fn):
-            raise ZartError(
-                "Step name %r is used by both %s and %s; step names must be unique."
-                % (name, _origin(existing.fn), _origin(fn))
-            )
-        _steps[name] = self
+        if existing is not None and origin(existing.fn) != origin(fn):
+            clashes.add(name, origin(existing.fn), origin(fn))
+        else:
+            _steps[name] = self
 
     def __repr__(self) -> str:
         return "<Step %s>" % self.name
@@ -295,10 +298,6 @@ class Step:
 
     def retries(self, exc: BaseException) -> bool:
         return isinstance(exc, self.retry_on) and not isinstance(exc, self.give_up_on)
-
-
-def _origin(fn: Callable[..., Any]) -> str:
-    return "%s.%s" % (fn.__module__, fn.__qualname__)
 
 
 def plan(ctx: ExecutionContext, call: Call) -> Attempt | Replayed:

@@ -28,7 +28,7 @@ from typing import TypeVar
 
 from django.db import InterfaceError, OperationalError, connection
 
-from . import engine, pauses
+from . import engine, pauses, registry
 from .conf import check_value, get_settings
 from .db import get_store
 from .db.guard import drop_dead_connection
@@ -41,6 +41,7 @@ from .outages import OutageLog
 from .retention import prune_due
 from .schedules import run_due, sync_declared
 from .steps import abandoned_threads
+from .steps import clashes as step_clashes
 
 logger = logging.getLogger(__name__)
 
@@ -141,8 +142,11 @@ class Worker:
         """Work until stopped (or, in burst mode, until nothing is due); return the count.
 
         Raises ``WorkerIdInUse`` if a live worker has this worker's id, and ``ZartError``
-        if the threads cannot be started; nothing is left behind then.
+        if two functions share a workflow or step name (it would run one for the other) or
+        the threads cannot be started; nothing is left behind then.
         """
+        registry.clashes.refuse_any()
+        step_clashes.refuse_any()
         opts = self.options
         logger.info(
             "Worker starting id=%s queues=%s concurrency=%d poll_interval=%.3fs",

@@ -326,6 +326,18 @@ def _fresh_pause_rules() -> Iterator[None]:
 
 
 @pytest.fixture
+def isolated_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workflows, steps and name clashes registered by the test are forgotten after it."""
+    from django_zart import registry, steps
+    from django_zart.clashes import Clashes
+
+    monkeypatch.setattr(registry, "_workflows", dict(registry._workflows))
+    monkeypatch.setattr(registry, "clashes", Clashes("workflow"))
+    monkeypatch.setattr(steps, "_steps", dict(steps._steps))
+    monkeypatch.setattr(steps, "clashes", Clashes("step"))
+
+
+@pytest.fixture
 def via() -> str:
     """How worker processes reach PostgreSQL: directly, unless a test is parametrized over
     ``direct_and_pgbouncer`` to run its body behind PgBouncer too."""

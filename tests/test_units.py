@@ -108,11 +108,13 @@ def test_context_outside_a_workflow() -> None:
         zart.context()
 
 
-def test_workflow_name_clash_is_refused() -> None:
+@pytest.mark.usefixtures("isolated_registry")
+def test_workflow_name_clash_is_refused_on_use() -> None:
     def other(data: object) -> None: ...
 
+    zart.workflow("arith")(other)  # remembered for the system checks, not raised at import
     with pytest.raises(zart.ZartError, match="unique"):
-        zart.workflow("arith")(other)
+        zart.start("arith", {"a": 1, "b": 2})
 
 
 def test_new_execution_ids_are_time_ordered_uuids() -> None:

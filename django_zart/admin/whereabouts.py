@@ -376,6 +376,8 @@ def _due_sentence(execution: Execution, task: dict[str, Any] | None, now: dateti
             "Workflow %(workflow)s is not registered in this process; if the workers' code "
             "does not register it either, none of them can run it."
         ) % {"workflow": execution.workflow}
+    except ZartError as exc:  # two functions claim the name
+        return str(exc)
     if task is None:
         return _("It has no task to run: nothing will pick it up until an operator acts.")
     since = task["run_after"] or now

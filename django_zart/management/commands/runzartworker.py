@@ -1,4 +1,8 @@
-"""``manage.py runzartworker``: parse options, install signal handlers, run a Worker."""
+"""``manage.py runzartworker``: parse options, install signal handlers, run a Worker.
+
+With ``--reload`` this process only starts and restarts a child process that runs the
+worker (see ``django_zart.management.reloading``).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from ...conf import DEFAULTS, check_value
 from ...errors import ZartError
 from ...worker import Worker, WorkerOptions
+from ..reloading import Restarter, in_reloaded_child, run_reloaded_worker
 from ..stopping import StopOnSignal
 
 
@@ -91,29 +96,51 @@ class Command(BaseCommand):
             help="Do not LISTEN for due work on PostgreSQL; only poll.",
         )
         parser.add_argument(
+            "--reload",
+            action="store_true",
+            help="Restart the worker when a Python file changes, as runserver does "
+            "(for development): running work finishes or is released first.",
+        )
+        parser.add_argument(
             "--worker-id",
             help="Name shown in the admin, up to 100 characters (default: host-pid-random). "
             "A dead worker's id can be used again once its lease has run out.",
         )
 
+    def execute(self, *args: Any, **options: Any) -> Any:
+        if options.get("reload") and not in_reloaded_child():
+            options["skip_checks"] = True  # the child runs them, on the code it runs
+        return super().execute(*args, **options)
+
     def handle(self, *args: Any, **options: Any) -> None:
         self._configure_logging(options["verbosity"])
         try:
-            worker = Worker(
-                WorkerOptions.from_settings(
-                    queues=options["queues"],
-                    concurrency=options["concurrency"],
-                    max_tasks_per_poll=options["max_tasks_per_poll"],
-                    poll_interval=options["poll_interval"],
-                    orphan_timeout=options["orphan_timeout"],
-                    shutdown_timeout=options["shutdown_timeout"],
-                    burst=options["burst"],
-                    listen=options["listen"],
-                    worker_id=options["worker_id"],
-                )
+            worker_options = WorkerOptions.from_settings(
+                queues=options["queues"],
+                concurrency=options["concurrency"],
+                max_tasks_per_poll=options["max_tasks_per_poll"],
+                poll_interval=options["poll_interval"],
+                orphan_timeout=options["orphan_timeout"],
+                shutdown_timeout=options["shutdown_timeout"],
+                burst=options["burst"],
+                listen=options["listen"],
+                worker_id=options["worker_id"],
             )
         except ZartError as exc:
             raise CommandError(str(exc)) from None
+        if not options["reload"]:
+            self._run(Worker(worker_options))
+        elif in_reloaded_child():
+            try:
+                run_reloaded_worker(Worker(worker_options))
+            except ZartError as exc:
+                raise CommandError(str(exc)) from None
+        else:
+            code = Restarter().run()
+            if code:
+                sys.exit(code)
+
+    def _run(self, worker: Worker) -> None:
         stopping = None
         if threading.current_thread() is threading.main_thread():
             stopping = StopOnSignal(worker.request_stop)
