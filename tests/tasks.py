@@ -59,6 +59,13 @@ async def add(a: int, b: int) -> int:
 
 
 @task
+async def arecord(label: str) -> int:
+    """An async task using the async ORM, on the worker thread's connection."""
+    row = await SideEffect.objects.acreate(execution_id="tasks", step=label)
+    return row.pk
+
+
+@task
 def record(label: str) -> str:
     """Leaves a row per run: the rows' order is the order the tasks ran in."""
     SideEffect.objects.create(execution_id="tasks", step=label)

@@ -34,6 +34,7 @@ from tests.tasks import (
     TaskResultDoesNotExist,
     TaskResultMismatch,
     add,
+    arecord,
     attempts_seen,
     calculate_meaning_of_life,
     divide,
@@ -114,6 +115,10 @@ def test_the_async_api(drain: Drain) -> None:
     assert found.status == TaskResultStatus.SUCCESSFUL and found.return_value == 5
     async_to_sync(result.arefresh)()
     assert result.return_value == 5
+    stored = arecord.enqueue("async")
+    drain(stored.id)
+    stored.refresh()
+    assert stored.return_value == SideEffect.objects.get(step="async").pk
 
 
 def test_a_failing_task_keeps_its_exception_and_traceback(drain: Drain) -> None:
