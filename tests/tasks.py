@@ -5,6 +5,8 @@ Most are the examples of Django's documentation of the framework. The framework 
 """
 
 import importlib
+import os
+import time
 from typing import Any
 
 import django
@@ -80,6 +82,15 @@ def attempts_seen(context: Any, failures: int) -> list[int]:
         raise ConnectionError("attempt %d failed" % context.attempt)
     seen = SideEffect.objects.filter(execution_id=context.task_result.id).order_by("pk")
     return [int(row.step) for row in seen]
+
+
+@task
+def hang_the_first_time(label: str) -> int:
+    """Hangs its first run, so that a test can kill that run's worker; returns its pid."""
+    SideEffect.objects.create(execution_id="tasks", step=label, pid=os.getpid())
+    if SideEffect.objects.filter(step=label).count() == 1:
+        time.sleep(60)
+    return os.getpid()
 
 
 def not_a_task() -> None:
