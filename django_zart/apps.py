@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 from django.apps import AppConfig
 from django.conf import settings
 from django.utils.translation import gettext_lazy as _
@@ -20,3 +23,17 @@ class ZartConfig(AppConfig):
         raw = getattr(settings, "ZART", {})
         modules = () if validate(raw) else raw.get("WORKFLOW_MODULES", DEFAULTS["WORKFLOW_MODULES"])
         autodiscover(tuple(modules))
+        if uses_tasks_backend(getattr(settings, "TASKS", None)):
+            # Registers the workflow that runs the tasks: a worker must know it before it
+            # claims one, whether or not its process ever imported a task.
+            importlib.import_module("django_zart.tasks")
+
+
+def uses_tasks_backend(tasks: Any) -> bool:
+    """Whether Django's ``TASKS`` setting names a backend of ``django_zart.tasks``."""
+    if not isinstance(tasks, dict):
+        return False
+    return any(
+        isinstance(config, dict) and str(config.get("BACKEND", "")).startswith("django_zart.tasks.")
+        for config in tasks.values()
+    )

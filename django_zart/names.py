@@ -20,6 +20,10 @@ MAX_ID_LENGTH = 255
 
 MAX_QUEUE_LENGTH = 100
 
+TASKS_WORKFLOW = "django_zart.tasks.run"
+"""The workflow that runs the tasks of Django's Tasks framework (``django_zart.tasks``);
+named here so that the admin knows its executions without importing the framework."""
+
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 """What PostgreSQL cannot store in text or jsonb: NUL, and surrogates (never valid alone)."""
 

@@ -10,7 +10,10 @@ import hashlib
 import os
 from pathlib import Path
 
+import django
 import environ
+
+from django_zart import Retry
 
 env = environ.Env()
 BASE_DIR = Path(__file__).resolve().parent
@@ -29,6 +32,9 @@ INSTALLED_APPS = [
     "django_zart",
     "tests",
 ]
+if django.VERSION < (6,):
+    # Django's Tasks framework comes from its backport before Django 6.
+    INSTALLED_APPS.append("django_tasks")
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -81,6 +87,16 @@ ZART = {
     # Worker processes of the fault tests crash at a named point, or give up sooner.
     "FAULT_POINTS": [p for p in os.environ.get("ZART_TEST_FAULT_POINTS", "").split(",") if p],
     "MAX_RECOVERIES": int(os.environ.get("ZART_TEST_MAX_RECOVERIES", "5")),
+}
+
+# Django's Tasks framework on django-zart (tests/test_tasks_backend.py): a backend whose
+# tasks fail for good at once, as with Django's own, and one that retries them.
+TASKS = {
+    "default": {"BACKEND": "django_zart.tasks.ZartBackend", "QUEUES": ["default", "emails"]},
+    "retrying": {
+        "BACKEND": "django_zart.tasks.ZartBackend",
+        "OPTIONS": {"RETRY": Retry.fixed(2, "1s")},
+    },
 }
 
 if os.environ.get("ZART_TEST_PGBOUNCER_PORT"):

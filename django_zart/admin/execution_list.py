@@ -14,6 +14,7 @@ from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Paginator
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, TextField
+from django.db.models.fields.json import KT
 from django.db.models.functions import Cast
 from django.http import HttpRequest
 from django.utils import timezone
@@ -21,6 +22,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from ..models import Execution, Run, Step
+from ..names import TASKS_WORKFLOW
 from ..states import ExecutionStatus, RunReason, StepStatus
 from .display import LeanChangeList, ReadOnlyAdmin
 from .whereabouts import where_now
@@ -43,8 +45,10 @@ class ExecutionChangeList(LeanChangeList):
             setattr(request, RESULT_COUNT_ATTRIBUTE, total)
         super().get_results(request)
         phrases = where_now(list(self.result_list))
+        tasks = task_paths(list(self.result_list))
         for execution in self.result_list:
             execution.where_now = phrases.get(execution.pk, "")
+            execution.task_path = tasks.get(execution.pk)
         self.status_counts = self._status_links(counts, chosen)
 
     def _counts(self, request: HttpRequest) -> dict[str, int]:
@@ -65,6 +69,21 @@ class ExecutionChangeList(LeanChangeList):
             }
             for status, label in ExecutionStatus.choices
         ]
+
+
+def task_paths(executions: list[Execution]) -> dict[str, str]:
+    """The task each execution of Django's Tasks framework runs (``django_zart.tasks``),
+    by execution id: one query for the page, none for a page without tasks. The input
+    itself stays deferred; only the path is read out of it."""
+    ids = [e.pk for e in executions if e.workflow == TASKS_WORKFLOW]
+    if not ids:
+        return {}
+    rows = (
+        Execution.objects.filter(pk__in=ids)
+        .annotate(task_path=KT("input__task"))
+        .values_list("pk", "task_path")
+    )
+    return {pk: path for pk, path in rows if isinstance(path, str)}
 
 
 class FailedStepsFilter(admin.SimpleListFilter):
@@ -119,7 +138,7 @@ def duration_text(delta: timedelta) -> str:
 class ExecutionListMixin(ReadOnlyAdmin):
     list_display = (
         "id",
-        "workflow",
+        "workflow_label",
         "status_badge",
         "where",
         "runs",
@@ -176,6 +195,14 @@ class ExecutionListMixin(ReadOnlyAdmin):
             | Q(output_text__icontains=term)
         )
         return found, False
+
+    @admin.display(description=_("workflow"), ordering="workflow")
+    def workflow_label(self, obj: Execution) -> str:
+        """The workflow, or for a task of Django's Tasks framework the task it runs."""
+        path = getattr(obj, "task_path", None)
+        if path is None:
+            return obj.workflow
+        return format_html('{} <span class="quiet">({})</span>', path, _("task"))
 
     @admin.display(description=_("status"), ordering="status")
     def status_badge(self, obj: Execution) -> str:
