@@ -30,7 +30,7 @@ from .errors import (
 )
 from .ids import new_execution_id
 from .models import Execution
-from .names import MAX_ID_LENGTH, MAX_QUEUE_LENGTH, check_name
+from .names import MAX_ID_LENGTH, MAX_QUEUE_LENGTH, check_name, check_priority
 from .registry import Workflow, get_workflow
 from .states import ExecutionStatus, RunReason
 
@@ -48,16 +48,19 @@ def start(
     queue: str | None = None,
     if_exists: str = "raise",
     by: str = "",
+    priority: int | None = None,
 ) -> str:
     """Start an execution of ``workflow`` and return its id.
 
     The id is the idempotency key: if an execution with it exists, running or finished,
     nothing is started, and ``ExecutionAlreadyExists`` is raised with its status; with
     ``if_exists="return"`` its id is returned instead, if it runs the same workflow.
-    ``by`` says who asked; it is recorded on the run.
+    ``by`` says who asked; it is recorded on the run. ``priority`` (default: the
+    workflow's): among due work of its queue, a higher priority is claimed first.
     """
     definition = get_workflow(workflow)
     _check_start_options(queue, if_exists, by)
+    rank = definition.priority if priority is None else check_priority(priority)
     if execution_id is None:
         execution_id = new_execution_id()
     check_name(execution_id, "execution_id", limit=MAX_ID_LENGTH)
@@ -69,6 +72,7 @@ def start(
                 execution_id,
                 queue or definition.queue,
                 by=serialization.clean(by),
+                priority=rank,
             )
         )
     except ExecutionAlreadyExists as exc:
@@ -85,6 +89,7 @@ def start_many(
     queue: str | None = None,
     if_exists: str = "raise",
     by: str = "",
+    priority: int | None = None,
 ) -> list[str]:
     """Start one execution of ``workflow`` per input, in one transaction; return the ids.
 
@@ -94,6 +99,7 @@ def start_many(
     """
     definition = get_workflow(workflow)
     _check_start_options(queue, if_exists, by)
+    rank = definition.priority if priority is None else check_priority(priority)
     inputs = list(inputs)
     if execution_ids is None:
         ids = [new_execution_id() for _ in inputs]
@@ -112,7 +118,9 @@ def start_many(
             raise InvalidArgument("execution_ids holds %r twice." % twice)
     by = serialization.clean(by)
     new = [
-        new_execution(definition, data, execution_id, queue or definition.queue, by=by)
+        new_execution(
+            definition, data, execution_id, queue or definition.queue, by=by, priority=rank
+        )
         for data, execution_id in zip(inputs, ids, strict=True)
     ]
     if not new:
@@ -146,6 +154,7 @@ def new_execution(
     wake_parent: bool = False,
     reason: str = RunReason.INITIAL,
     by: str = "",
+    priority: int | None = None,
 ) -> NewExecution:
     """The row to insert, its input encoded and checked against the payload limit.
 
@@ -165,6 +174,7 @@ def new_execution(
         paused_by=pauses.hold_new(execution_id, definition.name),
         reason=reason,
         triggered_by=by[:200],
+        priority=definition.priority if priority is None else priority,
     )
 
 
@@ -262,9 +272,16 @@ async def astart(
     queue: str | None = None,
     if_exists: str = "raise",
     by: str = "",
+    priority: int | None = None,
 ) -> str:
     return await sync_to_async(start)(
-        workflow, input, execution_id=execution_id, queue=queue, if_exists=if_exists, by=by
+        workflow,
+        input,
+        execution_id=execution_id,
+        queue=queue,
+        if_exists=if_exists,
+        by=by,
+        priority=priority,
     )
 
 
@@ -276,9 +293,16 @@ async def astart_many(
     queue: str | None = None,
     if_exists: str = "raise",
     by: str = "",
+    priority: int | None = None,
 ) -> list[str]:
     return await sync_to_async(start_many)(
-        workflow, inputs, execution_ids=execution_ids, queue=queue, if_exists=if_exists, by=by
+        workflow,
+        inputs,
+        execution_ids=execution_ids,
+        queue=queue,
+        if_exists=if_exists,
+        by=by,
+        priority=priority,
     )
 
 

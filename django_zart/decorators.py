@@ -30,6 +30,7 @@ def workflow(
     schedule: str | None = None,
     every: Duration | None = None,
     schedule_options: dict[str, Any] | None = None,
+    priority: int = 0,
 ) -> Callable[[Callable[..., Any]], Workflow]: ...
 
 
@@ -44,6 +45,7 @@ def workflow(
     schedule: str | None = None,
     every: Duration | None = None,
     schedule_options: dict[str, Any] | None = None,
+    priority: int = 0,
 ) -> Workflow | Callable[[Callable[..., Any]], Workflow]:
     """Register a function taking one input as a durable workflow.
 
@@ -59,6 +61,10 @@ def workflow(
     recurring; ``schedule_options`` passes ``timezone``, ``input``, ``overlap``,
     ``catch_up`` and ``execution_id`` as for ``zart.schedule_recurring``. An invalid cron
     is refused here, at import.
+
+    ``priority`` (from -1,000,000 to 1,000,000, default 0) orders the claims of due work
+    within a queue: higher first; ``zart.start(..., priority=...)`` overrides it per
+    execution, and an execution's parallel branches share it.
     """
     seconds = None if timeout is None else to_seconds(timeout)
 
@@ -70,6 +76,7 @@ def workflow(
             max_retries=max_retries,
             queue=queue,
             on_failure=on_failure,
+            priority=priority,
         )
         declaration = None
         if schedule is not None or every is not None:

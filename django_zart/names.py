@@ -53,3 +53,17 @@ def unstorable(text: str) -> str | None:
 
 def _describe(char: str) -> str:
     return "a NUL character" if char == "\x00" else "a lone surrogate (U+%04X)" % ord(char)
+
+
+MAX_PRIORITY = 1_000_000
+
+
+def check_priority(value: object, what: str = "priority") -> int:
+    """A priority: an int from -1,000,000 to 1,000,000 (higher is claimed first)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgument("%s must be an int, not %r." % (what, value))
+    if not -MAX_PRIORITY <= value <= MAX_PRIORITY:
+        raise InvalidArgument(
+            "%s must be from %d to %d, not %d." % (what, -MAX_PRIORITY, MAX_PRIORITY, value)
+        )
+    return value

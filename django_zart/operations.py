@@ -277,7 +277,12 @@ def _new_run(
         rule = pauses.hold_new(execution_id, execution.workflow)
         if rule is not None:
             transition(execution_id, ExecutionStatus.PAUSED)
-        Task.objects.create(execution_id=execution_id, queue=execution.queue, paused_by_id=rule)
+        Task.objects.create(
+            execution_id=execution_id,
+            queue=execution.queue,
+            paused_by_id=rule,
+            priority=-definition.priority,
+        )
         store.notify(execution.queue)
     logger.info(
         "Execution reopened execution=%s run=%d reason=%s by=%s kept=%d",

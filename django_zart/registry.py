@@ -12,7 +12,7 @@ from django.utils.module_loading import autodiscover_modules
 
 from .clashes import Clashes, origin
 from .errors import InvalidArgument, UnknownWorkflow
-from .names import MAX_QUEUE_LENGTH, check_name
+from .names import MAX_QUEUE_LENGTH, check_name, check_priority
 
 
 class Workflow:
@@ -27,6 +27,7 @@ class Workflow:
         max_retries: int,
         queue: str,
         on_failure: Callable[[Any, dict[str, Any]], Any] | None = None,
+        priority: int = 0,
     ) -> None:
         if isinstance(max_retries, bool) or not isinstance(max_retries, int):
             raise InvalidArgument("max_retries must be an int, not %r." % (max_retries,))
@@ -38,6 +39,7 @@ class Workflow:
         self.max_retries = max_retries
         self.queue = check_name(queue, "The queue of workflow %r" % name, limit=MAX_QUEUE_LENGTH)
         self.on_failure = on_failure
+        self.priority = check_priority(priority, "The priority of workflow %r" % name)
         self.is_async = asyncio.iscoroutinefunction(fn)
         functools.update_wrapper(self, fn)
 

@@ -122,7 +122,12 @@ class Store(BranchWrites):
             batch_size=self.CREATE_BATCH,
         )
         Task.objects.bulk_create(
-            [Task(execution_id=n.id, queue=n.queue, paused_by_id=n.paused_by) for n in fresh],
+            [
+                Task(
+                    execution_id=n.id, queue=n.queue, paused_by_id=n.paused_by, priority=-n.priority
+                )
+                for n in fresh
+            ],
             batch_size=self.CREATE_BATCH,
         )
         for queue in sorted({n.queue for n in fresh if n.paused_by is None}):

@@ -41,6 +41,7 @@ class BranchWrites:
                 raise LeaseLost()  # cancelled: no branch is queued
             step_ids = [step_id for step_id, _ in written]
             queue = Execution.objects.values_list("queue", flat=True).get(pk=claim.execution_id)
+            priority = Task.objects.values_list("priority", flat=True).get(pk=claim.task_id)
             Task.objects.bulk_create(
                 Task(
                     execution_id=claim.execution_id,
@@ -48,6 +49,7 @@ class BranchWrites:
                     queue=queue,
                     step_id=step_id,
                     payload=payload,
+                    priority=priority,  # the body's: branches share their execution's
                 )
                 for step_id, payload in zip(step_ids, payloads, strict=True)
             )

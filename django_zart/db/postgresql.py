@@ -94,6 +94,7 @@ class PostgresStore(Store):
                         "paused_by": [n.paused_by for n in batch],
                         "reasons": [n.reason for n in batch],
                         "triggered_by": [n.triggered_by for n in batch],
+                        "priorities": [n.priority for n in batch],
                     },
                 )
             )

@@ -123,9 +123,9 @@ WITH new AS (
       FROM unnest(%(ids)s::varchar[], %(workflows)s::varchar[], %(queues)s::varchar[],
                   %(inputs)s::jsonb[], %(timeouts)s::float8[], %(parents)s::varchar[],
                   %(wake_parents)s::bool[], %(paused_by)s::bigint[], %(reasons)s::varchar[],
-                  %(triggered_by)s::varchar[])
+                  %(triggered_by)s::varchar[], %(priorities)s::int[])
         AS n(id, workflow, queue, input, timeout, parent_id, wake_parent, paused_by, reason,
-             triggered_by)
+             triggered_by, priority)
 ), created AS (
     INSERT INTO zart_executions AS e
            (id, workflow, queue, status, input, run_index, replay_base, deadline_at,
@@ -144,7 +144,7 @@ WITH new AS (
 ), tasks AS (
     INSERT INTO zart_tasks (execution_id, kind, queue, priority, run_after, wake_pending,
                             recoveries, paused_by_id, created_at)
-    SELECT new.id, 'BODY', new.queue, 0, now(), false, 0, new.paused_by, now()
+    SELECT new.id, 'BODY', new.queue, -new.priority, now(), false, 0, new.paused_by, now()
       FROM created JOIN new USING (id)
 )
 SELECT (SELECT coalesce(array_agg(id), '{}') FROM created),
@@ -156,7 +156,7 @@ SELECT (SELECT coalesce(array_agg(id), '{}') FROM created),
 -- A fan-out in one statement: the branches' step rows (fenced by the body's claim, as
 -- every checkpoint) and their tasks; nothing is written for a cancelled execution.
 WITH fence AS (
-    SELECT e.queue, e.status
+    SELECT e.queue, e.status, t.priority
       FROM zart_tasks AS t JOIN zart_executions AS e ON e.id = t.execution_id
      WHERE t.id = %(task)s AND t.held_by = %(token)s
        FOR SHARE OF t
@@ -179,7 +179,8 @@ WITH fence AS (
 ), tasks AS (
     INSERT INTO zart_tasks (execution_id, kind, queue, step_id, payload, priority, run_after,
                             wake_pending, recoveries, created_at)
-    SELECT %(execution)s, 'BRANCH', fence.queue, s.id, p.payload, 0, now(), false, 0, now()
+    SELECT %(execution)s, 'BRANCH', fence.queue, s.id, p.payload, fence.priority, now(), false,
+           0, now()
       FROM steps AS s JOIN points AS p USING (position), fence
  RETURNING queue
 )

@@ -60,6 +60,8 @@ class NewExecution:
     paused_by: int | None = None
     reason: str
     triggered_by: str = ""
+    priority: int = 0
+    """Higher is claimed first; stored negated, as the claim's ascending sort key."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
