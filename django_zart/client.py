@@ -7,6 +7,7 @@ exists only if that transaction commits, so a rolled-back signup starts no workf
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Iterable
@@ -38,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 
 IF_EXISTS = ("raise", "return")
+
+MAX_LIMIT_KEY_LENGTH = 255
 
 
 def start(
@@ -175,7 +178,38 @@ def new_execution(
         reason=reason,
         triggered_by=by[:200],
         priority=definition.priority if priority is None else priority,
+        limit_key=limit_key(definition, input),
+        limit_max=definition.concurrency,
     )
+
+
+def limit_key(definition: Workflow, input: Any) -> str | None:
+    """The concurrency key of a new execution: its workflow's name, and its key if any.
+
+    ``InvalidArgument`` (before anything is written) if the key function fails or gives
+    something other than a string or an int.
+    """
+    if definition.concurrency is None:
+        return None
+    if definition.concurrency_key is None:
+        return definition.name
+    try:
+        key = definition.concurrency_key(input)
+    except Exception as exc:
+        raise InvalidArgument(
+            "The concurrency_key of workflow %r failed on this input: %s: %s"
+            % (definition.name, type(exc).__name__, exc)
+        ) from exc
+    if isinstance(key, bool) or not isinstance(key, str | int):
+        raise InvalidArgument(
+            "The concurrency_key of workflow %r must give a string or an int, not %r."
+            % (definition.name, key)
+        )
+    text = serialization.clean(str(key))
+    full = "%s/%s" % (definition.name, text)
+    if len(full) > MAX_LIMIT_KEY_LENGTH:  # long keys are told apart by their digest
+        full = "%s/#%s" % (definition.name, hashlib.sha256(text.encode()).hexdigest())
+    return full
 
 
 def create(new: NewExecution) -> str:

@@ -31,6 +31,8 @@ def workflow(
     every: Duration | None = None,
     schedule_options: dict[str, Any] | None = None,
     priority: int = 0,
+    concurrency: int | None = None,
+    concurrency_key: Callable[[Any], Any] | None = None,
 ) -> Callable[[Callable[..., Any]], Workflow]: ...
 
 
@@ -46,6 +48,8 @@ def workflow(
     every: Duration | None = None,
     schedule_options: dict[str, Any] | None = None,
     priority: int = 0,
+    concurrency: int | None = None,
+    concurrency_key: Callable[[Any], Any] | None = None,
 ) -> Workflow | Callable[[Callable[..., Any]], Workflow]:
     """Register a function taking one input as a durable workflow.
 
@@ -65,6 +69,11 @@ def workflow(
     ``priority`` (from -1,000,000 to 1,000,000, default 0) orders the claims of due work
     within a queue: higher first; ``zart.start(..., priority=...)`` overrides it per
     execution, and an execution's parallel branches share it.
+
+    ``concurrency=N`` runs at most N executions of the workflow at once, across all
+    workers; with ``concurrency_key`` (a function of the input, e.g. ``lambda data:
+    data["user_id"]``) at most N per key. The others wait, without polling, and start as
+    soon as a slot frees. Sleeping and waiting executions hold no slot.
     """
     seconds = None if timeout is None else to_seconds(timeout)
 
@@ -77,6 +86,8 @@ def workflow(
             queue=queue,
             on_failure=on_failure,
             priority=priority,
+            concurrency=concurrency,
+            concurrency_key=concurrency_key,
         )
         declaration = None
         if schedule is not None or every is not None:

@@ -249,6 +249,10 @@ class TaskQuerySet(models.QuerySet["Task"]):
             .order_by("priority", "run_after")
         )
 
+    def unlimited(self) -> TaskQuerySet:
+        """Tasks no concurrency limit applies to: the claim of limited ones counts first."""
+        return self.filter(limit_key__isnull=True)
+
     def held(self) -> TaskQuerySet:
         return self.filter(held_by__isnull=False)
 
@@ -300,6 +304,23 @@ class Task(models.Model):
         verbose_name=_("paused by"),
         help_text=_("The pause rule that holds it: no worker claims it until the rule ends."),
     )
+    limit_key = models.CharField(  # noqa: DJ001 - NULL is "no limit", left out of the indexes
+        _("concurrency key"),
+        max_length=255,
+        null=True,
+        blank=True,
+        help_text=_(
+            "For a workflow with a concurrency limit: the workflow and its key. No more than "
+            "the limit of the tasks of one key are held at once."
+        ),
+    )
+    limit_max = models.PositiveIntegerField(_("concurrency limit"), null=True, blank=True)
+    blocked = models.BooleanField(
+        _("waiting for a slot"),
+        default=False,
+        db_default=False,
+        help_text=_("Its concurrency key was full: due again once a slot frees."),
+    )
     created_at = models.DateTimeField(_("created"), db_default=Now())
 
     objects = TaskQuerySet.as_manager()
@@ -321,6 +342,18 @@ class Task(models.Model):
                 fields=["paused_by"],
                 condition=models.Q(paused_by__isnull=False),
                 name="zart_task_paused",
+            ),
+            # The running tasks of a concurrency key, counted by the claim of limited work,
+            # and those waiting for a slot; tasks without a limit are in neither.
+            models.Index(
+                fields=["limit_key"],
+                condition=models.Q(limit_key__isnull=False, held_by__isnull=False),
+                name="zart_task_limit_held",
+            ),
+            models.Index(
+                fields=["limit_key"],
+                condition=models.Q(blocked=True),
+                name="zart_task_limit_blocked",
             ),
         ]
 

@@ -28,6 +28,8 @@ class Workflow:
         queue: str,
         on_failure: Callable[[Any, dict[str, Any]], Any] | None = None,
         priority: int = 0,
+        concurrency: int | None = None,
+        concurrency_key: Callable[[Any], Any] | None = None,
     ) -> None:
         if isinstance(max_retries, bool) or not isinstance(max_retries, int):
             raise InvalidArgument("max_retries must be an int, not %r." % (max_retries,))
@@ -40,6 +42,22 @@ class Workflow:
         self.queue = check_name(queue, "The queue of workflow %r" % name, limit=MAX_QUEUE_LENGTH)
         self.on_failure = on_failure
         self.priority = check_priority(priority, "The priority of workflow %r" % name)
+        if concurrency is not None and (
+            isinstance(concurrency, bool)
+            or not isinstance(concurrency, int)
+            or not 1 <= concurrency <= 1_000_000
+        ):
+            raise InvalidArgument(
+                "The concurrency of workflow %r must be an int from 1 to 1,000,000, not %r."
+                % (name, concurrency)
+            )
+        if concurrency_key is not None and (concurrency is None or not callable(concurrency_key)):
+            raise InvalidArgument(
+                "The concurrency_key of workflow %r must be a function of the input, with "
+                "concurrency=N the limit per key." % name
+            )
+        self.concurrency = concurrency
+        self.concurrency_key = concurrency_key
         self.is_async = asyncio.iscoroutinefunction(fn)
         functools.update_wrapper(self, fn)
 
@@ -91,3 +109,8 @@ def autodiscover(extra_modules: tuple[str, ...] = ()) -> None:
     autodiscover_modules("workflows")
     for module in extra_modules:
         importlib.import_module(module)
+
+
+def has_limits() -> bool:
+    """Whether a workflow of this process has a concurrency limit."""
+    return any(workflow.concurrency is not None for workflow in _workflows.values())

@@ -38,6 +38,7 @@ from .listener import Listener
 from .models import Worker as WorkerRow
 from .names import check_name
 from .outages import OutageLog
+from .registry import has_limits
 from .retention import prune_due
 from .schedules import run_due, sync_declared
 from .steps import abandoned_threads
@@ -132,6 +133,8 @@ class Worker:
         self._last_poll_full = False
         self._outage = OutageLog(logger)
         self._listening: Listener | None = None
+        self._limited = False
+        """Whether work under concurrency limits may be due (looked at every second)."""
 
     def request_stop(self) -> None:
         """Stop claiming; running work gets ``shutdown_timeout`` to finish."""
@@ -259,8 +262,7 @@ class Worker:
             self._wake.clear()  # before claiming: a wake-up during the claim is kept
             if time.monotonic() >= next_schedules:
                 next_schedules = time.monotonic() + SCHEDULE_INTERVAL
-                self._guarded("starting due schedule ticks", run_due)
-                self._guarded("ending expired pause rules", pauses.sweep)
+                self._every_second()
             if time.monotonic() >= next_retention:
                 next_retention = time.monotonic() + RETENTION_INTERVAL
                 self._guarded("deleting executions past their retention", prune_due)
@@ -271,12 +273,7 @@ class Worker:
             if room <= 0:
                 self._wake.wait(opts.poll_interval)
                 continue
-            claims = self._guarded(
-                "claiming work",
-                functools.partial(
-                    self.store.claim, queues=opts.queues, limit=room, lease=opts.orphan_timeout
-                ),
-            )
+            claims = self._claim(room)
             if claims is None:  # the database is unavailable: wait, then try again
                 continue
             self._last_poll_full = len(claims) == room
@@ -293,6 +290,38 @@ class Worker:
                 if not busy:
                     break
             self._wake.wait(self._idle_wait())
+
+    def _every_second(self) -> None:
+        self._guarded("starting due schedule ticks", run_due)
+        self._guarded("ending expired pause rules", pauses.sweep)
+        self._limited = bool(self._guarded("looking for limited work", self._any_limits))
+        if self._limited:  # slots freed by leases that ran out, or by cancels
+            self._guarded("freeing concurrency slots", self.store.free_slots)
+
+    def _any_limits(self) -> bool:
+        return has_limits() or self.store.has_limited_work()
+
+    def _claim(self, room: int) -> list[Claim] | None:
+        """Up to ``room`` claims: free work first, then work under concurrency limits."""
+        opts = self.options
+        claims = self._guarded(
+            "claiming work",
+            functools.partial(
+                self.store.claim, queues=opts.queues, limit=room, lease=opts.orphan_timeout
+            ),
+        )
+        if claims is None or not self._limited or len(claims) >= room:
+            return claims
+        limited = self._guarded(
+            "claiming work under concurrency limits",
+            functools.partial(
+                self.store.claim_limited,
+                queues=opts.queues,
+                limit=room - len(claims),
+                lease=opts.orphan_timeout,
+            ),
+        )
+        return claims + (limited or [])
 
     def _guarded(self, doing: str, operation: Callable[[], T]) -> T | None:
         """Run a worker-level database operation; ``None`` if it failed.
@@ -358,6 +387,11 @@ class Worker:
                 )
                 connection.close()
             finally:
+                if claim.limit_key is not None:  # its slot is free now: wake a waiting one
+                    self._guarded(
+                        "freeing a concurrency slot",
+                        functools.partial(self.store.free_slots, [claim.limit_key]),
+                    )
                 with self._lock:
                     self._running.pop(claim.task_id, None)
                     self.processed += 1

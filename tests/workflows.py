@@ -774,3 +774,29 @@ def signalled(data: dict) -> dict:
 @zart.step("flaky-forever")
 def flaky_forever() -> str:
     raise RuntimeError("never works")
+
+
+@zart.step("limited-work")
+def limited_work(seconds: float) -> str:
+    """Marks its start and its end: the tests count how many ran at once."""
+    mark("start")
+    time.sleep(seconds)
+    mark("end")
+    return "done"
+
+
+@zart.workflow("limited", concurrency=3)
+def limited(data: dict) -> str:
+    return limited_work(data.get("seconds", 0.2))
+
+
+@zart.workflow("per-user", concurrency=1, concurrency_key=lambda data: data["user"])
+def per_user(data: dict) -> str:
+    return limited_work(data.get("seconds", 0.2))
+
+
+@zart.workflow("limited-sleeper", concurrency=1)
+def limited_sleeper(data: dict) -> list:
+    first = limited_work(0.05)
+    zart.sleep("nap", data.get("nap", "300ms"))  # holds no slot meanwhile
+    return [first, limited_work.with_id("after-nap")(0.05)]

@@ -34,7 +34,18 @@ from functools import cached_property
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, DateTimeField, F, OuterRef, Q, Subquery, Value, When
+from django.db.models import (
+    Case,
+    Count,
+    DateTimeField,
+    F,
+    Max,
+    OuterRef,
+    Q,
+    Subquery,
+    Value,
+    When,
+)
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -124,7 +135,12 @@ class Store(BranchWrites):
         Task.objects.bulk_create(
             [
                 Task(
-                    execution_id=n.id, queue=n.queue, paused_by_id=n.paused_by, priority=-n.priority
+                    execution_id=n.id,
+                    queue=n.queue,
+                    paused_by_id=n.paused_by,
+                    priority=-n.priority,
+                    limit_key=n.limit_key,
+                    limit_max=n.limit_max,
                 )
                 for n in fresh
             ],
@@ -141,44 +157,152 @@ class Store(BranchWrites):
         """Take up to ``limit`` due tasks of ``queues`` under one new token.
 
         Taking over a task whose lease ran out counts a recovery: the worker claims only
-        for its idle threads, so a task it held was running when it died.
+        for its idle threads, so a task it held was running when it died. Tasks under a
+        concurrency limit are left to ``claim_limited``.
         """
         token = uuid.uuid4()
         now = timezone.now()
         with transaction.atomic():
-            tasks: list[dict[str, Any]] = [
-                dict(row)
-                for row in Task.objects.claimable(queues=queues)
-                .select_for_update(skip_locked=True)
-                .values(
-                    "pk",
-                    "execution_id",
-                    "held_by",
-                    "recoveries",
-                    "kind",
-                    "step_id",
-                    "payload",
-                )[:limit]
-            ]
-            claimed = []
-            for task in tasks:
-                # Conditional on what was read: without a row lock (SQLite), a concurrent
-                # claimer that got there first makes the UPDATE match nothing.
-                crashed = int(task["held_by"] is not None)
-                if Task.objects.filter(pk=task["pk"], held_by=task["held_by"]).update(
-                    held_by=token,
-                    wake_pending=False,
-                    lease_until=now + timedelta(seconds=lease),
-                    claimed_at=now,
-                    recoveries=F("recoveries") + crashed,
-                ):
-                    task["recoveries"] += crashed
-                    claimed.append(task)
-            if not claimed:
-                return []
-            rows = self._claimed_rows(claimed, now)
+            rows = self._take(
+                Task.objects.claimable(queues=queues).unlimited(), limit, token, lease, now
+            )
         origin = time.monotonic()
         return [claim_from_row(row, token=token, clock_origin=origin, lease=lease) for row in rows]
+
+    def _take(
+        self, tasks: Any, limit: int, token: uuid.UUID, lease: float, now: datetime
+    ) -> list[dict[str, Any]]:
+        """Claim up to ``limit`` of ``tasks`` in the caller's transaction; their rows."""
+        found: list[dict[str, Any]] = [
+            dict(row)
+            for row in tasks.select_for_update(skip_locked=True).values(
+                "pk",
+                "execution_id",
+                "held_by",
+                "recoveries",
+                "kind",
+                "step_id",
+                "payload",
+                "limit_key",
+            )[:limit]
+        ]
+        claimed = []
+        for task in found:
+            # Conditional on what was read: without a row lock (SQLite), a concurrent
+            # claimer that got there first makes the UPDATE match nothing.
+            crashed = int(task["held_by"] is not None)
+            if Task.objects.filter(pk=task["pk"], held_by=task["held_by"]).update(
+                held_by=token,
+                wake_pending=False,
+                lease_until=now + timedelta(seconds=lease),
+                claimed_at=now,
+                recoveries=F("recoveries") + crashed,
+            ):
+                task["recoveries"] += crashed
+                claimed.append(task)
+        return self._claimed_rows(claimed, now) if claimed else []
+
+    CANDIDATES_PER_SLOT = 4
+    """Limited tasks looked at per free thread: those of full keys are set aside."""
+
+    @store_operation
+    def claim_limited(self, *, queues: list[str], limit: int, lease: float) -> list[Claim]:
+        """Take up to ``limit`` due tasks under concurrency limits, without exceeding any.
+
+        The due candidates are locked, then their keys (``_lock_limit_keys``: one
+        claimer per key at a time), then the running tasks of those keys are counted with
+        what any earlier claimer committed. Candidates of a full key wait for a slot
+        (``blocked``, not due, out of every poll) until ``free_slots`` wakes them.
+        """
+        token = uuid.uuid4()
+        with transaction.atomic():
+            candidates = [
+                (pk, str(key), most or 1)
+                for pk, key, most in Task.objects.claimable(queues=queues)
+                .filter(limit_key__isnull=False)
+                .select_for_update(skip_locked=True)
+                .values_list("pk", "limit_key", "limit_max")[: limit * self.CANDIDATES_PER_SLOT]
+            ]
+            if not candidates:
+                return []
+            keys = sorted({key for _, key, _ in candidates})
+            self._lock_limit_keys(keys)
+            now = self.now()  # after the locks: the database's clock, on PostgreSQL
+            running = self._running(keys, now)
+            chosen: list[int] = []
+            full: list[int] = []
+            for pk, key, most in candidates:
+                if running.get(key, 0) >= most:
+                    full.append(pk)
+                elif len(chosen) < limit:
+                    chosen.append(pk)
+                    running[key] = running.get(key, 0) + 1
+            if full:
+                Task.objects.filter(pk__in=full).update(blocked=True, run_after=None)
+            rows = self._take(Task.objects.filter(pk__in=chosen), limit, token, lease, now)
+        origin = time.monotonic()
+        return [claim_from_row(row, token=token, clock_origin=origin, lease=lease) for row in rows]
+
+    def _running(self, keys: list[str], now: datetime) -> dict[str, int]:
+        """How many tasks of each key are held under a live lease."""
+        held = (
+            Task.objects.filter(limit_key__in=keys, held_by__isnull=False, lease_until__gt=now)
+            .values("limit_key")
+            .annotate(n=Count("pk"))
+        )
+        return {str(row["limit_key"]): row["n"] for row in held}
+
+    def _lock_limit_keys(self, keys: list[str]) -> None:
+        """Serialize claimers of these keys; SQLite's IMMEDIATE transactions already do."""
+
+    @store_operation
+    def free_slots(self, keys: list[str] | None = None) -> int:
+        """Make due as many waiting tasks of ``keys`` (``None``: every key) as their keys
+        have free slots, and wake their queues' workers; return how many.
+
+        Called when a limited task is released (by the worker that held it) and every
+        second (for a slot freed by a lease that ran out, or a cancel). What is due
+        already, unclaimed, counts as taken, so a slot wakes one waiting task, not all.
+        """
+        with transaction.atomic():
+            blocked = Task.objects.filter(blocked=True)
+            if keys is not None:
+                blocked = blocked.filter(limit_key__in=keys)
+            maxima = {
+                str(row["limit_key"]): row["most"]
+                for row in blocked.values("limit_key").annotate(most=Max("limit_max"))
+            }
+            if not maxima:
+                return 0
+            now = self.now()
+            taken = self._running(list(maxima), now)
+            due = Task.objects.filter(
+                limit_key__in=list(maxima), blocked=False, held_by__isnull=True, run_after__lte=now
+            )
+            for row in due.values("limit_key").annotate(n=Count("pk")):
+                key = str(row["limit_key"])
+                taken[key] = taken.get(key, 0) + row["n"]
+            woken: list[int] = []
+            for key, most in maxima.items():
+                free = (most or 1) - taken.get(key, 0)
+                if free > 0:
+                    waiting = Task.objects.filter(blocked=True, limit_key=key)
+                    woken.extend(
+                        waiting.order_by("priority", "created_at", "pk").values_list(
+                            "pk", flat=True
+                        )[:free]
+                    )
+            if not woken:
+                return 0
+            Task.objects.filter(pk__in=woken).update(blocked=False, run_after=now)
+            queues = Task.objects.filter(pk__in=woken).values_list("queue", flat=True)
+            for queue in sorted(set(queues)):
+                self.notify(queue)
+        return len(woken)
+
+    def has_limited_work(self) -> bool:
+        """Whether any task is under a concurrency limit (a worker then claims them too)."""
+        return Task.objects.filter(limit_key__isnull=False).exists()
 
     def _claimed_rows(self, tasks: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
         """The claimed tasks' rows, named as the PostgreSQL claim statement names them;
@@ -242,6 +366,7 @@ class Store(BranchWrites):
                     "step_status": step.get("status"),
                     "attempts": step.get("attempts"),
                     "parent_id": execution["parent_id"] if execution["wake_parent"] else None,
+                    "limit_key": task.get("limit_key"),
                 }
             )
         return rows

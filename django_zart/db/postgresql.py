@@ -95,6 +95,8 @@ class PostgresStore(Store):
                         "reasons": [n.reason for n in batch],
                         "triggered_by": [n.triggered_by for n in batch],
                         "priorities": [n.priority for n in batch],
+                        "limit_keys": [n.limit_key for n in batch],
+                        "limit_maxes": [n.limit_max for n in batch],
                     },
                 )
             )
@@ -277,6 +279,11 @@ class PostgresStore(Store):
         if not moved:
             raise LeaseLost()
 
+    def _lock_limit_keys(self, keys: list[str]) -> None:
+        """One claimer of limited work per key at a time: until this transaction ends,
+        a second one waits here, and then counts what the first one claimed."""
+        self._execute("lock_limit_keys", {"keys": keys})
+
     def notify(self, queue: str) -> None:
         """Wake idle workers of ``queue`` when the current transaction commits."""
         self._execute("notify", {"queue": queue})
@@ -306,6 +313,7 @@ def _claim_sql(queues: tuple[str, ...], limit: int) -> tuple[str, tuple[Any, ...
     """The claim statement around the ORM's ``SELECT ... FOR UPDATE SKIP LOCKED``."""
     queryset = (
         Task.objects.claimable(queues=list(queues))
+        .unlimited()
         .select_for_update(skip_locked=True)
         .values_list("id")[:limit]
     )

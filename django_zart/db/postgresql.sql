@@ -108,6 +108,12 @@ SELECT EXTRACT(EPOCH FROM min(run_after) - now()) FROM zart_tasks
  WHERE queue = ANY(%(queues)s) AND held_by IS NULL AND run_after IS NOT NULL
    AND paused_by_id IS NULL
 
+-- name: lock_limit_keys
+-- Transaction-level advisory locks on concurrency keys, taken in one order so that two
+-- claimers never wait for each other in a circle.
+SELECT count(pg_advisory_xact_lock(hashtextextended('zart-limit:' || k, 0)))
+  FROM (SELECT DISTINCT k FROM unnest(%(keys)s::varchar[]) AS u(k) ORDER BY k) AS keys
+
 -- name: notify
 SELECT pg_notify('{channel}', %(queue)s)
 
@@ -123,9 +129,10 @@ WITH new AS (
       FROM unnest(%(ids)s::varchar[], %(workflows)s::varchar[], %(queues)s::varchar[],
                   %(inputs)s::jsonb[], %(timeouts)s::float8[], %(parents)s::varchar[],
                   %(wake_parents)s::bool[], %(paused_by)s::bigint[], %(reasons)s::varchar[],
-                  %(triggered_by)s::varchar[], %(priorities)s::int[])
+                  %(triggered_by)s::varchar[], %(priorities)s::int[],
+                  %(limit_keys)s::varchar[], %(limit_maxes)s::int[])
         AS n(id, workflow, queue, input, timeout, parent_id, wake_parent, paused_by, reason,
-             triggered_by, priority)
+             triggered_by, priority, limit_key, limit_max)
 ), created AS (
     INSERT INTO zart_executions AS e
            (id, workflow, queue, status, input, run_index, replay_base, deadline_at,
@@ -143,8 +150,9 @@ WITH new AS (
       FROM created JOIN new USING (id)
 ), tasks AS (
     INSERT INTO zart_tasks (execution_id, kind, queue, priority, run_after, wake_pending,
-                            recoveries, paused_by_id, created_at)
-    SELECT new.id, 'BODY', new.queue, -new.priority, now(), false, 0, new.paused_by, now()
+                            recoveries, paused_by_id, limit_key, limit_max, blocked, created_at)
+    SELECT new.id, 'BODY', new.queue, -new.priority, now(), false, 0, new.paused_by,
+           new.limit_key, new.limit_max, false, now()
       FROM created JOIN new USING (id)
 )
 SELECT (SELECT coalesce(array_agg(id), '{}') FROM created),

@@ -62,6 +62,9 @@ class NewExecution:
     triggered_by: str = ""
     priority: int = 0
     """Higher is claimed first; stored negated, as the claim's ascending sort key."""
+    limit_key: str | None = None
+    """Its concurrency key, if its workflow has a limit; ``limit_max`` is that limit."""
+    limit_max: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -120,6 +123,8 @@ class Claim:
     """The parent execution waiting for this one (``run_workflow``), woken when it ends."""
     unreadable: str | None = None
     """Why the claimed row could not be read; such a claim is failed, not run."""
+    limit_key: str | None = None
+    """The concurrency key whose slot it holds (a limited workflow's body)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -207,6 +212,7 @@ def claim_from_row(
         "clock_origin": clock_origin,
         "kind": row["kind"],
         "lease": lease,
+        "limit_key": row.get("limit_key"),
     }
     try:
         if row["run_id"] is None:
