@@ -33,7 +33,14 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.sqlite3.creation import DatabaseCreation
 
 from . import registry, steps
-from .conf import MIN_TOKEN_LENGTH, invalid_values, unknown_key_hint, unknown_keys
+from .conf import (
+    MIN_TOKEN_LENGTH,
+    invalid_values,
+    queue_rates,
+    unknown_key_hint,
+    unknown_keys,
+    validate,
+)
 
 SETTINGS_HINT = "See the Settings section of the django-zart README."
 
@@ -129,6 +136,28 @@ def check_names(
             for name, _paths in clashes
         ]
     return messages
+
+
+@register()
+def check_limits(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """A concurrency limit and a queue's rate limit are claimed apart: not both at once."""
+    raw = getattr(settings, "ZART", {})
+    if not isinstance(raw, dict) or validate(raw):
+        return []  # check_settings reports it
+    rates = queue_rates(raw.get("QUEUES"))
+    return [
+        Error(
+            "Workflow %r has a concurrency limit and its queue %r a rate limit; a workflow "
+            "can have one or the other." % (workflow.name, workflow.queue),
+            hint="Put the workflow in a queue without a rate, or drop its concurrency.",
+            obj=workflow.name,
+            id="django_zart.E006",
+        )
+        for workflow in registry.limited_workflows()
+        if workflow.queue in rates
+    ]
 
 
 @register(Tags.database)

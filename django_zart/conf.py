@@ -98,6 +98,61 @@ def _queue(key: str, value: Any) -> str:
     return check_name(value, "A queue name in %s" % key, limit=MAX_QUEUE_LENGTH)
 
 
+RATE_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """A queue's rate limit: ``per_second`` claims a second, at most ``burst`` at once."""
+
+    per_second: float
+    burst: int
+
+
+def _queues(key: str, value: Any) -> tuple[str, ...]:
+    """The queue names of ``QUEUES``: a list of names, or a dict of name to options."""
+    if isinstance(value, dict):
+        if not value:
+            raise InvalidArgument("%s must name at least one." % key)
+        for name, options in value.items():
+            _queue(key, name)
+            _queue_rate(key, name, options)
+        return tuple(value)
+    return _strings(non_empty=True, item=_queue)(key, value)
+
+
+def _queue_rate(key: str, name: str, options: Any) -> Rate | None:
+    where = "%s[%r]" % (key, name)
+    if not isinstance(options, dict) or set(options) - {"rate", "burst"}:
+        raise InvalidArgument(
+            '%s must be a dict of options: {"rate": "100/m"} and optionally "burst", not %r.'
+            % (where, options)
+        )
+    if "rate" not in options:
+        if "burst" in options:
+            raise InvalidArgument('%s: "burst" needs a "rate".' % where)
+        return None
+    rate = options["rate"]
+    count, _, unit = rate.partition("/") if isinstance(rate, str) else ("", "", "")
+    if not count.isdigit() or unit not in RATE_UNITS or not 1 <= int(count) <= 1_000_000:
+        raise InvalidArgument(
+            '%s: the rate must be "<count>/<s, m, h or d>" with a count from 1 to 1,000,000, '
+            "e.g. '100/m', not %r." % (where, rate)
+        )
+    burst = options.get("burst", 1)
+    if isinstance(burst, bool) or not isinstance(burst, int) or not 1 <= burst <= 1_000_000:
+        raise InvalidArgument("%s: burst must be an integer from 1 to 1,000,000." % where)
+    return Rate(per_second=int(count) / RATE_UNITS[unit], burst=burst)
+
+
+def queue_rates(value: Any) -> dict[str, Rate]:
+    """The rate limits of a valid ``QUEUES`` value, by queue name."""
+    if not isinstance(value, dict):
+        return {}
+    rates = {name: _queue_rate("QUEUES", name, options) for name, options in value.items()}
+    return {name: rate for name, rate in rates.items() if rate is not None}
+
+
 def _fault_point(key: str, value: Any) -> str:
     if value not in FAULT_POINTS:
         raise InvalidArgument(
@@ -171,7 +226,7 @@ CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "MAX_CONCURRENT_TASKS": _integer(1, 1000),
     "SHUTDOWN_TIMEOUT": _duration(0, 86400),
     "ORPHAN_TIMEOUT": _duration(0.5, 86400),
-    "QUEUES": _strings(non_empty=True, item=_queue),
+    "QUEUES": _queues,
     "MAX_RECOVERIES": _integer(0, 1000),
     "MAX_PAYLOAD_BYTES": _integer(1, 100 * 1024 * 1024),
     "WORKFLOW_MODULES": _strings(),
@@ -208,6 +263,8 @@ class Settings:
     """Final status to the seconds after which its executions are deleted."""
     redact_keys: tuple[str, ...]
     """Keys whose values the admin masks (case-insensitive substrings)."""
+    queue_rates: dict[str, Rate]
+    """The queues with a rate limit (``QUEUES`` as a dict with ``"rate"`` options)."""
 
 
 def check_value(key: str, value: Any, *, label: str | None = None) -> Any:
@@ -267,8 +324,10 @@ def get_settings() -> Settings:
     problems = validate(raw)
     if problems:
         raise ImproperlyConfigured(" ".join(problems))
-    values = {key.lower(): check_value(key, value) for key, value in {**DEFAULTS, **raw}.items()}
+    merged = {**DEFAULTS, **raw}
+    values = {key.lower(): check_value(key, value) for key, value in merged.items()}
     values["fault_points"] = frozenset(values["fault_points"])
+    values["queue_rates"] = queue_rates(merged["QUEUES"])
     return Settings(**values)
 
 

@@ -545,3 +545,24 @@ class Worker(models.Model):
     def is_alive(self) -> bool:
         """Heartbeating within its lease (by the clock of the process asking)."""
         return self.expires_at > django_timezone.now()
+
+
+class QueueRate(models.Model):
+    """The token bucket of a rate-limited queue, shared by every worker.
+
+    A claimer locks the row, adds what the time since ``updated_at`` earned (the rate,
+    up to the burst), takes one token per task it claims and writes the rest back, all in
+    its claim's transaction: workers on any number of machines draw on one bucket.
+    """
+
+    queue = models.CharField(_("queue"), max_length=100, primary_key=True)
+    tokens = models.FloatField(_("tokens"))
+    updated_at = models.DateTimeField(_("updated"))
+
+    class Meta:
+        db_table = "zart_queue_rates"
+        verbose_name = _("queue rate")
+        verbose_name_plural = _("queue rates")
+
+    def __str__(self) -> str:
+        return "%s: %.2f tokens" % (self.queue, self.tokens)

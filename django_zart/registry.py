@@ -111,6 +111,11 @@ def autodiscover(extra_modules: tuple[str, ...] = ()) -> None:
         importlib.import_module(module)
 
 
+def limited_workflows() -> list[Workflow]:
+    """The workflows of this process with a concurrency limit."""
+    return [workflow for workflow in _workflows.values() if workflow.concurrency is not None]
+
+
 def has_limits() -> bool:
     """Whether a workflow of this process has a concurrency limit."""
-    return any(workflow.concurrency is not None for workflow in _workflows.values())
+    return bool(limited_workflows())

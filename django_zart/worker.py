@@ -29,7 +29,7 @@ from typing import TypeVar
 from django.db import InterfaceError, OperationalError, connection
 
 from . import engine, pauses, registry
-from .conf import check_value, get_settings
+from .conf import Rate, check_value, get_settings
 from .db import get_store
 from .db.guard import drop_dead_connection
 from .db.types import Claim, DatabaseUnavailable
@@ -135,6 +135,8 @@ class Worker:
         self._listening: Listener | None = None
         self._limited = False
         """Whether work under concurrency limits may be due (looked at every second)."""
+        self._rate_next: dict[str, float] = {}
+        """When each rate-limited queue has a token again (``time.monotonic()``)."""
 
     def request_stop(self) -> None:
         """Stop claiming; running work gets ``shutdown_timeout`` to finish."""
@@ -302,26 +304,55 @@ class Worker:
         return has_limits() or self.store.has_limited_work()
 
     def _claim(self, room: int) -> list[Claim] | None:
-        """Up to ``room`` claims: free work first, then work under concurrency limits."""
+        """Up to ``room`` claims: free work first, then work under concurrency limits, then
+        work of rate-limited queues that have tokens."""
         opts = self.options
-        claims = self._guarded(
-            "claiming work",
-            functools.partial(
-                self.store.claim, queues=opts.queues, limit=room, lease=opts.orphan_timeout
-            ),
-        )
-        if claims is None or not self._limited or len(claims) >= room:
-            return claims
-        limited = self._guarded(
-            "claiming work under concurrency limits",
-            functools.partial(
-                self.store.claim_limited,
-                queues=opts.queues,
-                limit=room - len(claims),
-                lease=opts.orphan_timeout,
-            ),
-        )
-        return claims + (limited or [])
+        free, rated = self._queues()
+        claims: list[Claim] | None = []
+        if free:
+            claims = self._guarded(
+                "claiming work",
+                functools.partial(
+                    self.store.claim, queues=free, limit=room, lease=opts.orphan_timeout
+                ),
+            )
+        if claims is None:
+            return None
+        if free and self._limited and len(claims) < room:
+            limited = self._guarded(
+                "claiming work under concurrency limits",
+                functools.partial(
+                    self.store.claim_limited,
+                    queues=free,
+                    limit=room - len(claims),
+                    lease=opts.orphan_timeout,
+                ),
+            )
+            claims += limited or []
+        for queue, rate in rated.items():
+            if len(claims) >= room or time.monotonic() < self._rate_next.get(queue, 0.0):
+                continue
+            got = self._guarded(
+                "claiming work of rate-limited queue %r" % queue,
+                functools.partial(
+                    self.store.claim_rated,
+                    queue=queue,
+                    rate=rate,
+                    limit=room - len(claims),
+                    lease=opts.orphan_timeout,
+                ),
+            )
+            if got is not None:
+                claims += got[0]
+                wait = got[1]
+                self._rate_next[queue] = 0.0 if wait is None else time.monotonic() + wait
+        return claims
+
+    def _queues(self) -> tuple[list[str], dict[str, Rate]]:
+        """This worker's queues without a rate limit, and those with one."""
+        rates = get_settings().queue_rates
+        rated = {q: rates[q] for q in self.options.queues if q in rates}
+        return [q for q in self.options.queues if q not in rated], rated
 
     def _guarded(self, doing: str, operation: Callable[[], T]) -> T | None:
         """Run a worker-level database operation; ``None`` if it failed.
@@ -353,10 +384,18 @@ class Worker:
         interval = min(self.options.poll_interval, SCHEDULE_INTERVAL)
         if self._listening is not None and self._listening.listening:
             interval = max(interval, LISTENING_POLL_INTERVAL)
+        free, rated = self._queues()
         due_in = self._guarded(
-            "reading the next due time",
-            lambda: self.store.next_due_in(queues=self.options.queues),
+            "reading the next due time", lambda: self.store.next_due_in(queues=free)
         )
+        for queue in rated:  # the due work of a queue out of tokens waits for its next one
+            queue_due = self._guarded(
+                "reading the next due time",
+                functools.partial(self.store.next_due_in, queues=[queue]),
+            )
+            if queue_due is not None:
+                queue_due = max(queue_due, self._rate_next.get(queue, 0.0) - time.monotonic())
+                due_in = queue_due if due_in is None else min(due_in, queue_due)
         if due_in is None:
             return interval
         return min(interval, max(due_in, 0.01))

@@ -99,6 +99,10 @@ TASKS = {
     },
 }
 
+if os.environ.get("ZART_TEST_QUEUE_RATE"):
+    # Worker processes of the rate tests: the queue "emails" at this rate, e.g. "10/s".
+    ZART["QUEUES"] = {"default": {}, "emails": {"rate": os.environ["ZART_TEST_QUEUE_RATE"]}}
+
 if os.environ.get("ZART_TEST_PGBOUNCER_PORT"):
     # A worker behind PgBouncer in transaction pooling mode (tests/conftest.py starts it):
     # no server-side prepared statements or cursors, which would outlive the transaction

@@ -49,7 +49,18 @@ from django.db.models import (
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from ..models import Event, Execution, PauseRule, Run, Step, StepAttempt, Task, Worker
+from ..conf import Rate
+from ..models import (
+    Event,
+    Execution,
+    PauseRule,
+    QueueRate,
+    Run,
+    Step,
+    StepAttempt,
+    Task,
+    Worker,
+)
 from ..states import (
     RUN_STATUS_FOR,
     TERMINAL,
@@ -299,6 +310,40 @@ class Store(BranchWrites):
             for queue in sorted(set(queues)):
                 self.notify(queue)
         return len(woken)
+
+    @store_operation
+    def claim_rated(
+        self, *, queue: str, rate: Rate, limit: int, lease: float
+    ) -> tuple[list[Claim], float | None]:
+        """Take up to ``limit`` due tasks of a rate-limited ``queue``, one token each.
+
+        The queue's bucket row is locked for the claim's transaction, so workers draw on
+        it one at a time. Returns the claims, and the seconds until the next token when
+        the bucket is empty (``None`` when tokens are left): until then the worker does
+        not look at the queue again, unless woken.
+        """
+        token = uuid.uuid4()
+        with transaction.atomic():
+            now = self.now()
+            QueueRate.objects.bulk_create(
+                [QueueRate(queue=queue, tokens=rate.burst, updated_at=now)], ignore_conflicts=True
+            )
+            bucket = QueueRate.objects.select_for_update().get(pk=queue)
+            earned = max((now - bucket.updated_at).total_seconds(), 0.0) * rate.per_second
+            tokens = min(float(rate.burst), bucket.tokens + earned)
+            rows = []
+            if tokens >= 1:
+                tasks = Task.objects.claimable(queues=[queue]).unlimited()
+                rows = self._take(tasks, min(limit, int(tokens)), token, lease, now)
+            tokens -= len(rows)
+            QueueRate.objects.filter(pk=queue).update(
+                tokens=tokens, updated_at=max(now, bucket.updated_at)
+            )
+        origin = time.monotonic()
+        claims = [
+            claim_from_row(row, token=token, clock_origin=origin, lease=lease) for row in rows
+        ]
+        return claims, None if tokens >= 1 else (1 - tokens) / rate.per_second
 
     def has_limited_work(self) -> bool:
         """Whether any task is under a concurrency limit (a worker then claims them too)."""
