@@ -78,3 +78,14 @@ def test_an_async_or_timed_atomic_step_is_refused_when_declared() -> None:
 
         @zart.step("atomic-timed", atomic=True, timeout="1s")
         def atomic_timed() -> None: ...
+
+
+def test_a_simulated_crash_after_an_atomic_step_leaves_its_write_undone() -> None:
+    """``zart.testing``'s ``crash_after`` stops the execution between the step's side
+    effect and its checkpoint: inside the atomic step's transaction, so its write goes
+    too, and the rerun writes it once."""
+    from django_zart import testing
+
+    result = testing.run("fault-atomic", None, execution_id="c", crash_after="atomic-effect")
+    assert result.status == "COMPLETED" and len(result.crashes) >= 1
+    assert effects("c") == ["one", "two"]
