@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from django.db import InterfaceError, OperationalError, connection
 
@@ -34,7 +34,6 @@ from .db import get_store
 from .db.guard import drop_dead_connection
 from .db.types import Claim, DatabaseUnavailable
 from .errors import WorkerIdInUse, ZartError
-from .listener import Listener
 from .models import Worker as WorkerRow
 from .names import check_name
 from .outages import OutageLog
@@ -43,6 +42,9 @@ from .retention import prune_due
 from .schedules import run_due, sync_declared
 from .steps import abandoned_threads
 from .steps import clashes as step_clashes
+
+if TYPE_CHECKING:
+    from .listener import Listener
 
 logger = logging.getLogger(__name__)
 
@@ -403,6 +405,8 @@ class Worker:
     def _listener(self) -> Listener | None:
         if not self.options.listen or self.options.burst or connection.vendor != "postgresql":
             return None
+        from .listener import Listener  # psycopg: not needed by a project on SQLite
+
         listener = Listener(self.options.queues, self._wake.set, self._outage)
         listener.start()
         self._listening = listener
