@@ -1,5 +1,7 @@
 """``manage.py runzartworker`` options, run in this process."""
 
+from typing import Any
+
 import pytest
 from django.core.management import CommandError, call_command
 
@@ -31,3 +33,12 @@ def test_other_queues_are_left_alone() -> None:
 def test_bad_options_are_refused(args: list[str]) -> None:
     with pytest.raises(CommandError):
         call_command("runzartworker", "--burst", *args)
+
+
+def test_help_shows_the_projects_settings_not_the_packages_defaults(settings: Any) -> None:
+    from django_zart.management.commands.runzartworker import Command
+
+    settings.ZART = {**settings.ZART, "MAX_CONCURRENT_TASKS": 7, "QUEUES": ["mail", "web"]}
+    text = " ".join(Command().create_parser("manage.py", "runzartworker").format_help().split())
+    assert 'ZART["MAX_CONCURRENT_TASKS"], here 7' in text
+    assert 'ZART["QUEUES"], here mail,web' in text

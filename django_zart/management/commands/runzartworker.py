@@ -13,9 +13,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ...conf import DEFAULTS, check_value
+from ...conf import DEFAULTS, check_value, get_settings
 from ...errors import ZartError
 from ...worker import Worker, WorkerOptions
 from ..reloading import Restarter, in_reloaded_child, run_reloaded_worker
@@ -33,6 +34,17 @@ def _checked(key: str, convert: Callable[[str], Any]) -> Callable[[str], Any]:
 
     parse.__name__ = key.lower()  # argparse names the type in its message
     return parse
+
+
+def _current(key: str) -> str:
+    """The value setting ``key`` has in this project, for ``--help``."""
+    try:
+        value = getattr(get_settings(), key.lower())
+    except ImproperlyConfigured:  # the system checks say why
+        value = DEFAULTS[key]
+    if isinstance(value, tuple | list):
+        return ",".join(value)
+    return "%g" % value if isinstance(value, float) else str(value)
 
 
 def _number_or_text(value: str) -> float | str:
@@ -57,7 +69,8 @@ class Command(BaseCommand):
             "--queue",
             action="append",
             dest="queues",
-            help='Queue to take work from; repeat for several (default: ZART["QUEUES"]).',
+            help='Queue to take work from; repeat for several (default: ZART["QUEUES"], '
+            "here %s)." % _current("QUEUES"),
         )
         for option, key, convert, what in (
             ("--concurrency", "MAX_CONCURRENT_TASKS", _integer, "Executions run at once"),
@@ -84,7 +97,7 @@ class Command(BaseCommand):
             parser.add_argument(
                 option,
                 type=_checked(key, convert),
-                help='%s (default: ZART["%s"], which defaults to %s).' % (what, key, DEFAULTS[key]),
+                help='%s (default: ZART["%s"], here %s).' % (what, key, _current(key)),
             )
         parser.add_argument(
             "--burst", action="store_true", help="Exit once nothing is due and nothing runs."
