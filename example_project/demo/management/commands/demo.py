@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 
 from django.core.management.base import BaseCommand
+from django.utils import timezone
 
 import django_zart as zart
 from django_zart.models import Step
@@ -18,8 +19,11 @@ class Command(BaseCommand):
 
     def handle(self, *args: object, **options: object) -> None:
         manage = Path(__file__).resolve().parents[4] / "manage.py"
+        # A session of its own: Ctrl-C in the terminal reaches this command only, which
+        # then stops the worker with one SIGTERM (a second signal would make it exit at once).
         worker = subprocess.Popen(
-            [sys.executable, str(manage), "runzartworker", "--poll-interval", "0.1", "-v", "0"]
+            [sys.executable, str(manage), "runzartworker", "--poll-interval", "0.1", "-v", "0"],
+            start_new_session=True,
         )
         self.stdout.write("Started a worker (pid %d)." % worker.pid)
         batch = uuid.uuid4().hex[:6]
@@ -34,6 +38,8 @@ class Command(BaseCommand):
         self.stdout.write("Started %d onboarding workflows: %s" % (len(ids), ", ".join(ids)))
         try:
             self._show_progress(ids)
+        except KeyboardInterrupt:
+            self.stdout.write("\nInterrupted: stopping the worker; the next one resumes them.")
         finally:
             worker.send_signal(signal.SIGTERM)
             worker.wait(30)
@@ -49,7 +55,8 @@ class Command(BaseCommand):
                 steps = Step.objects.filter(execution_id=execution_id, status="COMPLETED")
                 done = ", ".join(steps.values_list("position", flat=True)) or "-"
                 lines.append(
-                    "  %-22s %-10s steps done: %s" % (execution_id, execution.status, done)
+                    "  %-22s %-10s steps done: %s%s"
+                    % (execution_id, execution.status, done, _why(execution_id, execution.status))
                 )
             text = "\n".join(lines)
             if text != last:
@@ -65,3 +72,23 @@ class Command(BaseCommand):
                 self.stdout.write("%s: %s" % (execution_id, exc))
             else:
                 self.stdout.write("%s output: %s" % (execution_id, output))
+
+
+def _why(execution_id: str, status: str) -> str:
+    """Why a suspended execution waits: a step's retry, in plain words."""
+    if status != "SUSPENDED":
+        return ""
+    retrying = (
+        Step.objects.filter(execution_id=execution_id, status="RETRYING")
+        .values_list("position", "error", "wake_at")
+        .first()
+    )
+    if retrying is None:
+        return ""
+    position, error, wake_at = retrying
+    error = error or {}
+    reason = "%s: %s" % (error.get("type", "error").rsplit(".", 1)[-1], error.get("message", ""))
+    wait = ""
+    if wake_at is not None:
+        wait = ", retrying in %.1f s" % max((wake_at - timezone.now()).total_seconds(), 0)
+    return "  (%s failed, %s%s)" % (position, reason, wait)
