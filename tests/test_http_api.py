@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import django_zart as zart
 from django_zart.api import health
-from django_zart.models import Event, Execution, Run, Step
+from django_zart.models import Event, Execution, Run, Step, Task
 from django_zart.states import ExecutionStatus, StepStatus
 
 from .factories import ExecutionFactory, RunFactory, StepAttemptFactory, StepFactory
@@ -171,6 +171,12 @@ def test_start_answers_201_with_the_execution(client: Client) -> None:
     assert Run.objects.get(execution_id="s1").triggered_by == token_by(ALL)
 
 
+def test_start_with_a_priority(client: Client) -> None:
+    body = {"workflow": "arith", "input": {"a": 1, "b": 2}, "execution_id": "p", "priority": 9}
+    answer(call(client, "POST", "executions", body), 201)
+    assert Task.objects.get(execution_id="p").priority == -9  # claimed before priority 0
+
+
 def test_start_if_exists(client: Client) -> None:
     body = {"workflow": "arith", "input": {"a": 1, "b": 2}, "execution_id": "s2"}
     answer(call(client, "POST", "executions", body), 201)
@@ -197,6 +203,12 @@ def test_start_if_exists(client: Client) -> None:
         ),
         pytest.param(
             b'{"workflow": "arith", "if_exists": "maybe"}', "invalid_argument", "if_exists", id="if"
+        ),
+        pytest.param(
+            b'{"workflow": "arith", "priority": 1e9}', "invalid_argument", "priority", id="prio"
+        ),
+        pytest.param(
+            b'{"workflow": "arith", "priority": 2000000}', "invalid_argument", "priority", id="big"
         ),
     ],
 )

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 from .. import __version__
+from ..names import MAX_PRIORITY
 from ..states import ExecutionStatus, RunReason, RunStatus, StepKind, StepStatus
 from . import views
 from .auth import EVENTS, READ, WRITE, Caller
@@ -218,6 +219,7 @@ OPERATIONS: tuple[Operation, ...] = (
             execution_id=EXECUTION_ID,
             queue=STRING,
             if_exists={"enum": ["raise", "return"]},
+            priority={"type": "integer", "minimum": -MAX_PRIORITY, "maximum": MAX_PRIORITY},
         ),
         errors=(*BODY_ERRORS, 409),
         extra={"200": "An execution with this id existed (`if_exists: return`)."},

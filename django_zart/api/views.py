@@ -130,7 +130,7 @@ def _read_cursor(cursor: str) -> tuple[Any, str]:
 def start_execution(request: HttpRequest, caller: Caller) -> HttpResponse:
     """Start an execution: 201 with it, or 200 with the existing one (``if_exists``)."""
     body = read_object(request, get_settings().max_payload_bytes + ENVELOPE_BYTES)
-    only(body, "workflow", "input", "execution_id", "queue", "if_exists")
+    only(body, "workflow", "input", "execution_id", "queue", "if_exists", "priority")
     workflow = required(body, "workflow", str)
     execution_id = field(body, "execution_id", str)
     if_exists = field(body, "if_exists", str) or "raise"
@@ -148,6 +148,7 @@ def start_execution(request: HttpRequest, caller: Caller) -> HttpResponse:
         queue=field(body, "queue", str),
         if_exists=if_exists,
         by=caller.by,
+        priority=field(body, "priority", int),
     )
     return ok(_detail(started), status=200 if existed else 201)
 
