@@ -657,6 +657,8 @@ class Run:
         self.notes: list[str] = []
         self.takeovers: dict[str, int] = {}
         """The most ``zart_tasks.recoveries`` seen per execution (tasks go when it ends)."""
+        self.most_held_per_key = 0
+        """The most tasks of one concurrency key held under a live lease, as sampled."""
 
     def elapsed(self) -> float:
         return time.monotonic() - self.began
@@ -680,6 +682,12 @@ class Run:
             " GROUP BY execution_id"
         ):
             self.takeovers[execution_id] = max(recoveries, self.takeovers.get(execution_id, 0))
+        held = self.driver.value(
+            "SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM zart_tasks"
+            " WHERE limit_key IS NOT NULL AND held_by IS NOT NULL AND lease_until > now()"
+            " GROUP BY limit_key) AS k"
+        )
+        self.most_held_per_key = max(self.most_held_per_key, int(held or 0))
         unfinished, finished, total = (int(v) for v in row[:3])
         if (unfinished, finished, total) != (
             self.progress.unfinished,
@@ -1076,12 +1084,19 @@ def rerun_figures(driver: Driver) -> dict[str, int]:
 
 
 def check(run: Run) -> tuple[list[Invariant], Counter[str], dict[str, int]]:
+    from benchmarks.chaos_workflows import LIMIT
+
     outcomes, kinds = check_outcomes(run.driver, run.load.started)
     workers = run.pool.unexpected()
     invariants = [
         outcomes,
         *check_steps(run.driver),
         check_atomic(run.driver),
+        Invariant(
+            "no concurrency key held by more than its limit (sampled)",
+            max(run.most_held_per_key - LIMIT, 0),
+            [],
+        ),
         *check_events(run.driver, run.load),
         *check_leftovers(run.driver),
         check_crash_loops(run.driver, run.pool.killed_pids()),
@@ -1089,6 +1104,7 @@ def check(run: Run) -> tuple[list[Invariant], Counter[str], dict[str, int]]:
     ]
     figures = rerun_figures(run.driver)
     figures.update(takeover_figures(run.driver, run.takeovers, run.pool.killed_pids()))
+    figures["most_held_per_key"] = run.most_held_per_key
     return invariants, kinds, figures
 
 
@@ -1139,6 +1155,8 @@ def print_details(invariants: list[Invariant], kinds: Counter[str]) -> None:
 
 
 def summary_lines(run: Run, elapsed: float, figures: dict[str, int]) -> list[str]:
+    from benchmarks.chaos_workflows import LIMIT
+
     load, pool = run.load, run.pool
     total = figures["executions"]
     attempts = figures["distinct_attempts"]
@@ -1174,6 +1192,8 @@ def summary_lines(run: Run, elapsed: float, figures: dict[str, int]) -> list[str
             6 * figures["atomic_executions_completed"],
             figures["atomic_step_bodies_run"],
         ),
+        "concurrency limit %d per key: at most %d held at once (sampled every %gs)"
+        % (LIMIT, figures["most_held_per_key"], PROGRESS_EVERY),
         "events: %d stored, %d refused; stray events: %d stored, %d refused"
         % (
             load.sent["stored"],

@@ -234,6 +234,21 @@ def sleeping(data: dict[str, Any]) -> list[int]:
     return [first, second, add(second, 3)]
 
 
+LIMIT = 2
+"""At most this many ``chaos-limited`` executions of one key run at once."""
+
+
+@zart.workflow(
+    "chaos-limited", concurrency=LIMIT, concurrency_key=lambda data: "k%d" % (data["n"] % 3)
+)
+def limited(data: dict[str, Any]) -> list[int]:
+    """Limited per key, through kills and restarts: every one must still finish (a slot
+    held by a killed worker frees when its lease ends), and a sleep frees its slot."""
+    first = add(data["n"], 1)
+    zart.sleep("limited-nap", "200ms")
+    return [first, add(first, 1)]
+
+
 @zart.workflow("chaos-events")
 def events(data: dict[str, Any]) -> dict[str, Any]:
     first = add(data["n"], 1)
@@ -348,6 +363,7 @@ MIX: dict[str, float] = {
     "chaos-doomed": 1,
     "chaos-hostile": 0.4,
     "chaos-atomic": 1,
+    "chaos-limited": 1,
 }
 """Relative share of each workflow among the started ones (children come on top)."""
 
@@ -440,6 +456,10 @@ def _parallel(data: dict[str, Any]) -> Designed:
     return Designed("COMPLETED", {"squares": squares, "pair": pair, "total": total})
 
 
+def _limited(data: dict[str, Any]) -> Designed:
+    return Designed("COMPLETED", [data["n"] + 1, data["n"] + 2])
+
+
 def _atomic(data: dict[str, Any]) -> Designed:
     return Designed("COMPLETED", 1 + 2 + 3)
 
@@ -495,6 +515,7 @@ _DESIGNS = {
     "chaos-doomed": _doomed,
     "chaos-hostile": _hostile,
     "chaos-atomic": _atomic,
+    "chaos-limited": _limited,
 }
 
 
