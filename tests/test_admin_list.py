@@ -490,3 +490,16 @@ def test_changelist_links_to_the_start_page_when_permitted(
 
     assert 'href="%s"' % start in listing(admin_client)
     assert 'href="%s"' % start not in listing(client)
+
+
+def test_where_now_and_blocker_tell_an_execution_waiting_for_a_slot() -> None:
+    waiting = ExecutionFactory()
+    TaskFactory(
+        execution=waiting, blocked=True, run_after=None, limit_key="sync-account/7", limit_max=1
+    )
+    assert where_now([fresh(waiting)]) == {
+        waiting.pk: "waiting for a slot of sync-account/7 (1 at once)"
+    }
+    assert blocker(fresh(waiting)).startswith(
+        "Waiting for a concurrency slot of sync-account/7 (1 at once): it starts as soon"
+    )

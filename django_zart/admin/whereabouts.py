@@ -119,6 +119,9 @@ def _body_tasks(execution_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
             "claimed_at",
             "paused_by_id",
             "worker",
+            "blocked",
+            "limit_key",
+            "limit_max",
         )
     )
     return {row["execution_id"]: dict(row) for row in rows}
@@ -253,6 +256,11 @@ def phrase(execution: Execution, where: Where) -> str:
         return _("paused by rule %(rule)d") % {"rule": task["paused_by_id"]}
     if execution.status == ExecutionStatus.PAUSED:
         return _("paused")
+    if task is not None and task["blocked"]:
+        return _("waiting for a slot of %(key)s (%(limit)d at once)") % {
+            "key": task["limit_key"],
+            "limit": task["limit_max"] or 1,
+        }
     now = timezone.now()
     if task is not None and task["held_by"] is not None:
         if (task["lease_until"] or now) <= now:
@@ -411,6 +419,11 @@ def blocker(execution: Execution) -> str:
         return sentence + _(": no worker runs it until the rule is resumed or expires.")
     if task is not None and task["held_by"] is not None:
         return _held_sentence(task, now)
+    if task is not None and task["blocked"]:
+        return _(
+            "Waiting for a concurrency slot of %(key)s (%(limit)d at once): it starts as soon "
+            "as one of those running ends, sleeps or waits."
+        ) % {"limit": task["limit_max"] or 1, "key": task["limit_key"]}
     if step is not None:
         waiting = _waiting_sentence(step, where.branches)
         if waiting:
