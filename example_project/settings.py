@@ -23,6 +23,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_zart",
     "example_project.demo",
+    "example_project.examples",
 ]
 
 MIDDLEWARE = [

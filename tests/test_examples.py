@@ -1,0 +1,102 @@
+"""The runnable examples of ``example_project/examples/``, end to end, offline and fast.
+
+Each runs through ``manage.py zart_example <name> --no-worker --fast`` with a real worker
+on threads of this process, on the test database.
+"""
+
+import re
+import sys
+import textwrap
+import threading
+from collections.abc import Callable, Iterator
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+from django_zart.worker import Worker, WorkerOptions
+from example_project.examples.catalog import NAMES
+from example_project.examples.management.commands.zart_example import Command
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def example(isolated_registry: None) -> Iterator[Callable[..., str]]:
+    """Run an example against a worker on threads of this process; its output."""
+    worker = Worker(WorkerOptions.from_settings(concurrency=4))
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+
+    def run(name: str, *args: str) -> str:
+        # Imported afresh, so that its workflows register in this test's registry.
+        sys.modules.pop("example_project.examples.%s" % name, None)
+        out = StringIO()
+        call_command(Command(), name, "--no-worker", "--fast", *args, stdout=out)
+        return out.getvalue()
+
+    yield run
+    worker.request_stop()
+    thread.join(30)
+    assert not thread.is_alive()
+
+
+def test_onboarding(example: Callable[..., str]) -> None:
+    out = example("onboarding")
+    assert re.search(r"signup-user-\d+ +step send-email done", out)
+    assert re.search(r"step setup-billing done -> \"cus_\w+\"", out)
+    assert "wait_completion() returned {'customer': 'cus_" in out
+    assert "It ran before" not in out
+    again = example("onboarding")  # the same user: the same execution, not a second one
+    assert "It ran before" in again
+
+
+def test_onboarding_is_the_readme_example_verbatim() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## A complete example", 1)[1].split("\n## ", 1)[0]
+    workflows, start = re.findall(r"```python\n(.*?)```", section, re.S)
+    source = (ROOT / "example_project/examples/onboarding.py").read_text()
+    assert workflows in source
+    assert textwrap.indent(start, "    ") in source
+
+
+def test_sleep(example: Callable[..., str]) -> None:
+    out = example("sleep")
+    assert "stop your worker" in out
+    lines = [
+        "step pack-parcel done",
+        "sleeping (wait-for-courier)",
+        "woke up from wait-for-courier",
+        "step ship-parcel done",
+        'completed -> {"packed": "parcel for order-17 packed"',
+    ]
+    positions = [out.index(line) for line in lines]
+    assert positions == sorted(positions)
+
+
+def test_parallel(example: Callable[..., str]) -> None:
+    out = example("parallel")
+    for branch in ("check-health ", "check-health#2", "check-health#3"):
+        assert "branch %s done" % branch.strip() in out
+    assert "all branches done" in out
+    assert 'step summarize done -> "down: payments"' in out
+
+
+def test_errors(example: Callable[..., str]) -> None:
+    out = example("errors")
+    assert "step apply-coupon failed for good after 1 attempt(s): CouponExpired" in out
+    assert "step charge-card failed (attempt 1, ConnectionError: payment provider" in out
+    assert "step charge-card done on attempt 2" in out
+    assert '"discount": 0' in out
+    assert "step book-courier failed for good after 1 attempt(s): NoCourier" in out
+    assert "running its failure handler (on_failure)" in out
+    assert 'step release-stock done -> "released 2 x teapot"' in out
+    assert '(failure handler: "completed")' in out
+
+
+def test_every_example_is_tested() -> None:
+    tested = {name[len("test_") :] for name in globals() if name.startswith("test_")}
+    assert set(NAMES) <= tested
