@@ -63,6 +63,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 ZART = {
     "POLL_INTERVAL": "100ms",
+    # For the approval example's curl; a real project reads its tokens from the environment.
+    "EVENT_TOKENS": [env("ZART_EVENT_TOKEN", default="example-project-event-token")],
 }
 
 LOGGING = {

@@ -97,6 +97,43 @@ def test_errors(example: Callable[..., str]) -> None:
     assert '(failure handler: "completed")' in out
 
 
+def test_approval(example: Callable[..., str]) -> None:
+    out = example("approval")
+    assert "python manage.py zart send-event expense-" in out
+    assert "Authorization: Bearer example-project-event-token" in out
+    assert re.search(r"expense-\w+ +waiting for event 'decision', at most", out)
+    # PostgreSQL's jsonb orders keys its own way: the tests do not depend on the order.
+    assert re.search(r"received event 'decision': \{.*\"by\": \"dana\"", out)
+    assert 'completed -> "120 EUR for a train ticket approved by dana"' in out
+    assert "no event 'decision' came in time" in out
+    assert 'completed -> "4000 EUR for a sofa rejected: no decision in time"' in out
+
+
+def test_loops(example: Callable[..., str]) -> None:
+    out = example("loops")
+    steps = [out.index("step render-report-%d done" % i) for i in range(8)]
+    assert steps == sorted(steps)
+    assert '"rendered": 8' in out
+
+
+def test_children(example: Callable[..., str]) -> None:
+    out = example("children")
+    assert "started: workflow 'book-flight', a child of trip-" in out
+    assert '/run_workflow:book-hotel finished -> "room 203 in Lisbon, 3 nights"' in out
+    assert "/start_workflow:send-itinerary, not waiting for it" in out
+    assert 'step email-itinerary done -> "itinerary sent to ada@example.com"' in out
+    assert re.search(r'trip-\w+ +completed -> \{.*"flight": "seat 14C to Lisbon"', out)
+
+
+def test_recurring(example: Callable[..., str]) -> None:
+    from django_zart.models import Schedule
+
+    out = example("recurring")
+    assert len(re.findall(r"signup-digest-example-\d{8}T\d{6}Z completed", out)) == 3
+    assert "Removed the schedule 'signup-digest-example'." in out
+    assert not Schedule.objects.exists()
+
+
 def test_every_example_is_tested() -> None:
     tested = {name[len("test_") :] for name in globals() if name.startswith("test_")}
     assert set(NAMES) <= tested

@@ -8,6 +8,10 @@ NAMES = (
     "sleep",
     "parallel",
     "errors",
+    "approval",
+    "loops",
+    "children",
+    "recurring",
 )
 
 

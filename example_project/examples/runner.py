@@ -135,21 +135,26 @@ class Narrator:
     ids: list[str]
     _steps: dict[int, tuple[str, int]] = field(default_factory=dict)
     _executions: dict[str, tuple[str, int]] = field(default_factory=dict)
+    _lines: list[tuple[datetime, int, str]] = field(default_factory=list)
+    _moment: datetime | None = None
 
     def poll(self) -> bool:
-        """Print what changed since the last call; True once every execution finished."""
+        """Print what changed since the last call, in the order it happened; True once
+        every execution finished."""
         children = Execution.objects.filter(parent_id__in=self.ids).exclude(pk__in=self.ids)
         self.ids.extend(children.values_list("pk", flat=True))
         executions = {e.pk: e for e in Execution.objects.filter(pk__in=self.ids)}
         for execution_id in self.ids:
             if execution_id not in self._executions:
                 self._executions[execution_id] = ("", executions[execution_id].run_index)
+                self._moment = executions[execution_id].created_at
                 self._tell_started(executions[execution_id])
-        steps = Step.objects.filter(execution_id__in=self.ids).order_by("created_at", "pk")
+        steps = Step.objects.filter(execution_id__in=self.ids).order_by("updated_at", "pk")
         for step in steps:
             seen = (step.status, step.attempts)
             if self._steps.get(step.pk) != seen:
                 self._steps[step.pk] = seen
+                self._moment = step.updated_at
                 self._tell_step(step)
         for execution_id in self.ids:
             execution = executions[execution_id]
@@ -157,11 +162,16 @@ class Narrator:
             if self._executions[execution_id] != seen:
                 before = self._executions[execution_id]
                 self._executions[execution_id] = seen
+                self._moment = execution.finished_at or execution.updated_at
                 self._tell_execution(execution, before)
+        for _, _, line in sorted(self._lines):
+            self.say(line)
+        self._lines.clear()
         return all(e.status in TERMINAL for e in executions.values())
 
     def _line(self, execution_id: str, text: str) -> None:
-        self.say("  %-22s %s" % (execution_id, text))
+        moment = self._moment or timezone.now()
+        self._lines.append((moment, len(self._lines), "  %-14s %s" % (execution_id, text)))
 
     def _tell_step(self, step: Step) -> None:  # noqa: C901 - one story per kind of step
         where, name, kind, status = step.execution_id, step.position, step.kind, step.status
@@ -207,9 +217,13 @@ class Narrator:
         elif kind == "GROUP" and status == "COMPLETED":
             self._line(where, "all branches done")
         elif kind == "CHILD" and status == "WAITING":
-            self._line(where, "waiting for child workflow (%s)" % name)
+            self._line(where, "waiting for its child workflow (%s)" % name)
         elif kind == "CHILD" and status == "COMPLETED":
-            self._line(where, "child workflow %s -> %s" % (name, short(step.result)))
+            child = decode(step.result) or {}
+            if "output" in child:
+                self._line(where, "child %s finished -> %s" % (child["id"], short(child["output"])))
+            else:
+                self._line(where, "started child %s, not waiting for it" % child.get("id"))
         elif kind == "CAPTURE" and status == "COMPLETED":
             self._line(where, "recorded %s -> %s" % (name, short(step.result)))
 
