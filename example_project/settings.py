@@ -67,6 +67,10 @@ ZART = {
     "EVENT_TOKENS": [env("ZART_EVENT_TOKEN", default="example-project-event-token")],
 }
 
+# The APIs of the brewery example (python manage.py zart_example brewery).
+BREWERY_ZIP_API_URL = env("BREWERY_ZIP_API_URL", default="https://api.zippopotam.us")
+BREWERY_API_URL = env("BREWERY_API_URL", default="https://api.openbrewerydb.org/v1")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -134,6 +134,15 @@ def test_recurring(example: Callable[..., str]) -> None:
     assert not Schedule.objects.exists()
 
 
+def test_brewery(example: Callable[..., str]) -> None:
+    out = example("brewery", "--offline")
+    assert "step lookup-zip failed (attempt 1, HTTPError: HTTP Error 503" in out
+    assert 'step lookup-zip done on attempt 2 -> {"city": "San Francisco"' in out
+    assert "step find-breweries done" in out
+    assert "  - 21st Amendment Brewery (brewpub), 563 2nd St\n" in out
+    assert "  - Magnolia Brewing Co - Dogpatch (brewpub), 2505 3rd St\n" in out
+
+
 def test_every_example_is_tested() -> None:
     tested = {name[len("test_") :] for name in globals() if name.startswith("test_")}
     assert set(NAMES) <= tested

@@ -12,6 +12,7 @@ NAMES = (
     "loops",
     "children",
     "recurring",
+    "brewery",
 )
 
 
