@@ -4,7 +4,10 @@ Each runs through ``manage.py zart_example <name> --no-worker --fast`` with a re
 on threads of this process, on the test database.
 """
 
+import os
 import re
+import signal
+import subprocess
 import sys
 import textwrap
 import threading
@@ -141,6 +144,58 @@ def test_brewery(example: Callable[..., str]) -> None:
     assert "step find-breweries done" in out
     assert "  - 21st Amendment Brewery (brewpub), 563 2nd St\n" in out
     assert "  - Magnolia Brewing Co - Dogpatch (brewpub), 2505 3rd St\n" in out
+
+
+def test_the_command_runs_its_own_worker_and_stops_it(tmp_path: Path) -> None:
+    """The command as a user runs it: the example project, a worker process of its own,
+    and Ctrl-C in the middle of a sleep. On a SQLite file of its own, whatever the test
+    database, so that it never touches a shared one."""
+    env = dict(
+        os.environ,
+        DJANGO_SETTINGS_MODULE="example_project.settings",
+        DATABASE_URL="sqlite:///%s" % (tmp_path / "db.sqlite3"),
+    )
+    manage = [sys.executable, str(ROOT / "manage.py")]
+    subprocess.run([*manage, "migrate", "-v", "0"], env=env, check=True, timeout=60)
+    done = subprocess.run(
+        [*manage, "zart_example", "parallel"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "all branches done" in done.stdout
+    assert "Stopped the worker (exit code 0)." in done.stdout
+    assert not _running(int(re.findall(r"Started a worker \(pid (\d+)\)", done.stdout)[0]))
+
+    example = subprocess.Popen(
+        [*manage, "zart_example", "sleep"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert example.stdout is not None
+    out = ""
+    while "sleeping (wait-for-courier)" not in out:
+        line = example.stdout.readline()
+        assert line, out
+        out += line
+    example.send_signal(signal.SIGINT)  # what Ctrl-C sends
+    out += example.communicate(timeout=30)[0]
+    assert example.returncode == 0, out
+    assert "Interrupted." in out and "Traceback" not in out
+    assert "Stopped the worker (exit code 0)." in out
+    assert not _running(int(re.findall(r"Started a worker \(pid (\d+)\)", out)[0]))
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def test_every_example_is_tested() -> None:
