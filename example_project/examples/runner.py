@@ -22,7 +22,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import Any, Protocol, TextIO, TypeVar
 
 from django.db import connections
 from django.utils import timezone
@@ -250,12 +250,20 @@ class Narrator:
             self._line(where, "cancelled")
 
 
+class Output(Protocol):
+    """Where an example speaks: a command's ``self.stdout``, a file, a ``StringIO``."""
+
+    def write(self, text: str) -> Any: ...
+
+    def flush(self) -> Any: ...
+
+
 class Example:
     """What an example's ``run()`` gets: how fast to go, a voice, and the worker."""
 
     def __init__(
         self,
-        out: TextIO,
+        out: Output,
         *,
         fast: bool,
         worker: WorkerProcess | None,
