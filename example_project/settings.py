@@ -23,6 +23,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_zart",
     "example_project.demo",
+    "example_project.examples",
 ]
 
 MIDDLEWARE = [
@@ -62,7 +63,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 ZART = {
     "POLL_INTERVAL": "100ms",
+    # For the approval example's curl; a real project reads its tokens from the environment.
+    "EVENT_TOKENS": [env("ZART_EVENT_TOKEN", default="example-project-event-token")],
 }
+
+# The APIs of the brewery example (python manage.py zart_example brewery).
+BREWERY_ZIP_API_URL = env("BREWERY_ZIP_API_URL", default="https://api.zippopotam.us")
+BREWERY_API_URL = env("BREWERY_API_URL", default="https://api.openbrewerydb.org/v1")
 
 LOGGING = {
     "version": 1,

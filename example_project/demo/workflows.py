@@ -18,7 +18,7 @@ def create_account(email: str) -> int:
     return random.randint(1000, 9999)
 
 
-@zart.step("setup-billing", retry=zart.Retry.exponential(3, "500ms"))
+@zart.step("open-billing", retry=zart.Retry.exponential(3, "500ms"))
 def setup_billing(account_id: int) -> str:
     info = zart.context()
     if info.attempt == 1 and account_id % 2:
@@ -27,7 +27,7 @@ def setup_billing(account_id: int) -> str:
     return "cus_%d" % account_id
 
 
-@zart.workflow("onboarding", timeout="5m")
+@zart.workflow("signup", timeout="5m")
 def onboarding(data: dict) -> dict:
     email = send_welcome_email(data["email"])
     account = create_account(data["email"])

@@ -29,13 +29,13 @@ class Command(BaseCommand):
         batch = uuid.uuid4().hex[:6]
         ids = [
             zart.start(
-                "onboarding",
+                "signup",
                 {"email": "%s@example.com" % name},
                 execution_id="signup-%s-%s" % (name, batch),
             )
             for name in ("alice", "bob", "carol")
         ]
-        self.stdout.write("Started %d onboarding workflows: %s" % (len(ids), ", ".join(ids)))
+        self.stdout.write("Started %d signup workflows: %s" % (len(ids), ", ".join(ids)))
         try:
             self._show_progress(ids)
         except KeyboardInterrupt:

@@ -1,0 +1,1 @@
+"""Runnable examples, one module per example: ``python manage.py zart_example <name>``."""

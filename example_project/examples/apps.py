@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ExamplesConfig(AppConfig):
+    name = "example_project.examples"
+    label = "examples"
