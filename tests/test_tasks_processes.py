@@ -2,7 +2,6 @@
 tasks' workflow without importing any task first, and a task whose worker is killed
 mid-call runs again on another."""
 
-import time
 from collections.abc import Callable
 
 import pytest
@@ -10,18 +9,10 @@ import pytest
 from tests.conftest import WorkerProcess
 from tests.models import SideEffect
 from tests.tasks import framework, hang_the_first_time
+from tests.test_worker_processes import wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 Start = Callable[..., WorkerProcess]
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
 
 
 def test_a_task_whose_worker_is_killed_runs_on_another(worker_process: Start) -> None:

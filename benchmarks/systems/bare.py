@@ -15,10 +15,10 @@ import psycopg
 from benchmarks import bare_worker
 from benchmarks.harness import HERE, truncate_tables
 from benchmarks.systems.common import System as Base
-from benchmarks.systems.common import conninfo
+from benchmarks.systems.common import ZartTables, conninfo
 
 
-class System(Base):
+class System(ZartTables, Base):
     name = "bare"
     database = "zart_bench_suite"
     not_applicable = {  # noqa: RUF012
@@ -67,15 +67,3 @@ class System(Base):
         if self._client is not None:
             self._client.close()
             self._client = None
-
-    def finished_sql(self) -> str:
-        return "SELECT 1 FROM zart_executions WHERE id = %s AND status = 'COMPLETED'"
-
-    def count_sql(self) -> str:
-        # The last hour's finishes only, through the (status, finished_at) index: counting
-        # every COMPLETED row took 70 ms per poll with W5's million finished executions
-        # (finished a day ago), a core's worth of server CPU taken from the workers.
-        return (
-            "SELECT count(*) FROM zart_executions WHERE status = 'COMPLETED'"
-            " AND finished_at > now() - interval '1 hour'"
-        )

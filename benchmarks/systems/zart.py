@@ -13,12 +13,12 @@ from typing import Any
 
 from benchmarks.harness import configure_django, create_database, truncate_tables
 from benchmarks.systems.common import System as Base
-from benchmarks.systems.common import conninfo
+from benchmarks.systems.common import ZartTables, conninfo
 
 WORKFLOWS = {"chain": "bench-chain", "fanout": "bench-fanout", "nap": "bench-nap"}
 
 
-class System(Base):
+class System(ZartTables, Base):
     name = "zart"
     database = "zart_bench_suite"
 
@@ -78,15 +78,3 @@ class System(Base):
         from django.db import connection
 
         connection.close()
-
-    def finished_sql(self) -> str:
-        return "SELECT 1 FROM zart_executions WHERE id = %s AND status = 'COMPLETED'"
-
-    def count_sql(self) -> str:
-        # The last hour's finishes only, through the (status, finished_at) index: counting
-        # every COMPLETED row took 70 ms per poll with W5's million finished executions
-        # (finished a day ago), a core's worth of server CPU taken from the workers.
-        return (
-            "SELECT count(*) FROM zart_executions WHERE status = 'COMPLETED'"
-            " AND finished_at > now() - interval '1 hour'"
-        )
