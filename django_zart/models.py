@@ -343,12 +343,13 @@ class Task(models.Model):
                 condition=models.Q(paused_by__isnull=False),
                 name="zart_task_paused",
             ),
-            # The running tasks of a concurrency key, counted by the claim of limited work,
-            # and those waiting for a slot; tasks without a limit are in neither.
+            # The tasks under a concurrency limit (the claim of limited work counts the
+            # running ones of a key; an idle worker asks whether there are any), and those
+            # waiting for a slot; tasks without a limit are in neither.
             models.Index(
                 fields=["limit_key"],
-                condition=models.Q(limit_key__isnull=False, held_by__isnull=False),
-                name="zart_task_limit_held",
+                condition=models.Q(limit_key__isnull=False),
+                name="zart_task_limited",
             ),
             models.Index(
                 fields=["limit_key"],

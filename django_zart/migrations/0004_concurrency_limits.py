@@ -27,7 +27,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='task',
-            index=models.Index(condition=models.Q(('held_by__isnull', False), ('limit_key__isnull', False)), fields=['limit_key'], name='zart_task_limit_held'),
+            index=models.Index(condition=models.Q(('limit_key__isnull', False)), fields=['limit_key'], name='zart_task_limited'),
         ),
         migrations.AddIndex(
             model_name='task',
