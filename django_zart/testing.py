@@ -352,7 +352,10 @@ class Driver:
             paused_by__isnull=True,
             run_after__lte=self.clock.now(),
         ).update(run_after=Now(), queue=QUEUE)
-        claims = self._store.claim(queues=[QUEUE], limit=1, lease=get_settings().orphan_timeout)
+        lease = get_settings().orphan_timeout
+        claims = self._store.claim(queues=[QUEUE], limit=1, lease=lease)
+        if not claims:  # work under a concurrency limit is claimed apart, within its limit
+            claims = self._store.claim_limited(queues=[QUEUE], limit=1, lease=lease)
         return claims[0] if claims else None
 
     def _execute(self, claim: Claim) -> None:

@@ -85,3 +85,10 @@ def test_a_long_key_is_stored_by_its_digest() -> None:
     zart.start("per-user", {"user": "x" * 1000}, execution_id="long")
     key = Task.objects.get(execution_id="long").limit_key
     assert key is not None and key.startswith("per-user/#") and len(key) < 255
+
+
+def test_zart_testing_runs_a_limited_workflow() -> None:
+    from django_zart import testing
+
+    assert testing.run("limited", {"seconds": 0}).output == "done"
+    assert testing.run("per-user", {"user": "ann", "seconds": 0}).output == "done"
