@@ -17,11 +17,13 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from types import FrameType
 from typing import Any, Protocol, TextIO, TypeVar
 
 from django.db import connections
@@ -42,7 +44,8 @@ class WorkerProcess:
     a Ctrl-C in the terminal reaches the example first, which then stops the worker once
     (a second signal would make the worker exit at once, as a crash would)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *options: str) -> None:
+        self.options = options or ("--orphan-timeout", "5")
         self.log: TextIO | None = None
         self.process: subprocess.Popen[str] | None = None
         self.pid = 0
@@ -60,10 +63,9 @@ class WorkerProcess:
                 "runzartworker",
                 "--poll-interval",
                 "0.1",
-                "--orphan-timeout",
-                "5",
                 "-v",
                 "0",
+                *self.options,
             ],
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -87,6 +89,12 @@ class WorkerProcess:
                 raise RuntimeError("The worker did not start:\n%s" % log.read()[-5000:])
             time.sleep(0.05)
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: no release, no goodbye; its leases run out."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
     def exit_status(self) -> int | None:
         """None while it runs, else its exit code (negative: the signal that ended it)."""
         return None if self.process is None else self.process.poll()
@@ -106,6 +114,27 @@ class WorkerProcess:
         if self.log is not None:
             self.log.close()
         return process.returncode
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def signals_as_interrupt() -> Iterator[None]:
+    """A SIGTERM, or a SIGHUP from a closed terminal, ends the command as Ctrl-C does, so
+    that it stops the processes it started all the same."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {
+        number: signal.signal(number, _interrupt) for number in (signal.SIGTERM, signal.SIGHUP)
+    }
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def short(value: Any, limit: int = 90) -> str:

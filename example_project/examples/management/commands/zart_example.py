@@ -2,34 +2,12 @@
 
 from __future__ import annotations
 
-import signal
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from types import FrameType
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
 from ...catalog import NAMES, load
-from ...runner import Example, WorkerProcess
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
-@contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """A SIGTERM ends the example as Ctrl-C does, so its worker is stopped all the same."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+from ...runner import Example, WorkerProcess, signals_as_interrupt
 
 
 class Command(BaseCommand):
@@ -60,7 +38,7 @@ class Command(BaseCommand):
         )
         worker = None if options["no_worker"] else WorkerProcess()
         example = Example(self.stdout, fast=options["fast"], worker=worker, options=options)
-        with sigterm_as_interrupt():
+        with signals_as_interrupt():
             try:
                 if worker is None:
                     example.say("No worker started: one must run (python manage.py runzartworker).")
