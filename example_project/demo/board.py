@@ -182,17 +182,15 @@ class Board:
                 self.out.write("%5.1f s %s\n" % (self.elapsed, self._progress()[-1].strip()))
             self.out.flush()
             return
-        columns = shutil.get_terminal_size((100, 40)).columns - 1
-        lines = [
-            "%s  %.1f s" % (self.title, self.elapsed),
-            "",
-            *self._progress(),
-            "",
-            "  Latest events:",
-            *["  " + event for event in self.events],
-        ]
-        lines += [""] * (EVENTS_SHOWN - len(self.events))
-        lines = [line[:columns] for line in lines]
+        size = shutil.get_terminal_size((100, 40))
+        lines = ["%s  %.1f s" % (self.title, self.elapsed), "", *self._progress()]
+        # A frame taller than the terminal could not be redrawn in place: fewer events.
+        room = min(EVENTS_SHOWN, size.lines - len(lines) - 3)
+        if room > 0:
+            events = list(self.events)[-room:]
+            lines += ["", "  Latest events:", *["  " + event for event in events]]
+            lines += [""] * (room - len(events))
+        lines = [line[: size.columns - 1] for line in lines]
         # Back to the top of the last frame, then over it: no scrolling, no flicker.
         up = "\x1b[%dF" % self._drawn if self._drawn else ""
         self.out.write(up + "".join("\x1b[2K%s\n" % line for line in lines))
