@@ -1,5 +1,6 @@
 """The store's statements are prepared on the server where Django's connection allows it."""
 
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -11,6 +12,7 @@ import django_zart as zart
 from django_zart import engine
 from django_zart.db import get_store
 from django_zart.db.cursors import prepares, store_cursor
+from django_zart.worker import Worker, WorkerOptions
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 
@@ -97,3 +99,49 @@ def test_aware_datetimes_come_back_in_utc(prepare_threshold: int | None) -> None
         cursor.execute("SELECT now()")
         now = cursor.fetchone()[0]
     assert now.utcoffset().total_seconds() == 0
+
+
+@pytest.fixture
+def status_column_widened() -> Iterator[None]:
+    """``zart_executions.status`` one type wider, as a migration would make it, and back."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT character_maximum_length FROM information_schema.columns"
+            " WHERE table_name = 'zart_executions' AND column_name = 'status'"
+        )
+        (length,) = cursor.fetchone()
+        cursor.execute("ALTER TABLE zart_executions ALTER COLUMN status TYPE varchar(%d)" % 64)
+    connection.close()  # this thread's own prepared statements are stale too
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "ALTER TABLE zart_executions ALTER COLUMN status TYPE varchar(%d)" % length
+            )
+        connection.close()
+
+
+def test_a_migration_under_a_running_worker_fails_no_execution(
+    request: pytest.FixtureRequest,
+) -> None:
+    """A running worker's statements, prepared before a migration changed the type of a
+    column they return, are refused by PostgreSQL from then on; the worker replays what
+    it ran on a fresh connection instead of failing it."""
+    connection.ensure_connection()
+    if connection.connection.prepare_threshold is None:
+        pytest.skip("runs where the store's statements are prepared")
+    worker = Worker(WorkerOptions.from_settings(concurrency=1, poll_interval=0.05))
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        before = zart.start("arith", {"a": 1, "b": 1})
+        assert zart.wait_completion(before, timeout=20) == {"sum": 112}
+        request.getfixturevalue("status_column_widened")
+        after = [zart.start("arith", {"a": a, "b": 1}) for a in range(3)]
+        for a, execution_id in enumerate(after):
+            assert zart.wait_completion(execution_id, timeout=20) == {"sum": a + 111}
+    finally:
+        worker.request_stop()
+        thread.join(30)
+    assert not thread.is_alive()

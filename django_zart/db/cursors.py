@@ -13,6 +13,12 @@ travel apart from the statement, which saves the worker quoting them.
 Django's own cursor is kept where someone watches it: with queries logged (``DEBUG``,
 ``CaptureQueriesContext``) or execute wrappers installed, every statement goes through
 it as before, unprepared.
+
+A prepared statement outlives the schema it was planned on: once a migration changes the
+type of a column it returns, PostgreSQL refuses it ("cached plan must not change result
+type", SQLSTATE 0A000) for as long as its connection lives. Such a connection is closed at
+once, so that the next statement prepares afresh on a new one; the error still reaches
+the caller, whose transaction it broke (the store replays its work, see ``guard``).
 """
 
 from __future__ import annotations
@@ -82,6 +88,9 @@ def store_cursor() -> Iterator[Any]:
         cursor.in_use = True
         try:
             yield cursor
+        except psycopg.errors.FeatureNotSupported:
+            db.close()  # its prepared statements are stale
+            raise
         finally:
             cursor.in_use = False
 

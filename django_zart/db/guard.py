@@ -8,8 +8,9 @@ thread that used its dead connection for the next execution would fail innocent 
   nothing to read until the server sends the error that ends it;
 * ``store_operation`` turns what a store write raises into the runtime's signals, by
   type: ``DatabaseUnavailable`` (wait and replay, counting nothing) for connection and
-  server failures, ``StoreRefused`` (fail the step or the execution once, with the
-  reason) for values the database rejects.
+  server failures and for prepared statements a migration made stale, ``StoreRefused``
+  (fail the step or the execution once, with the reason) for values the database
+  rejects.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import select
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
-from django.db import DataError, InterfaceError, OperationalError, connection
+from django.db import DataError, InterfaceError, NotSupportedError, OperationalError, connection
 
 from .types import DatabaseUnavailable, StoreRefused
 
@@ -32,14 +33,16 @@ def store_operation(fn: Callable[P, R]) -> Callable[P, R]:
 
     Every ``OperationalError`` of the store's own statements is an outage (a lost
     connection, a server shutting down, a deadlock victim): replaying the claim is always
-    safe, since every write is fenced by the claim token.
+    safe, since every write is fenced by the claim token. So is a ``NotSupportedError``:
+    the store's statements are fixed, and the one way they meet it is a prepared statement
+    whose result type a migration changed, on a connection the store cursor has closed.
     """
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
-        except (OperationalError, InterfaceError) as exc:
+        except (OperationalError, InterfaceError, NotSupportedError) as exc:
             raise DatabaseUnavailable(exc) from exc
         except (DataError, UnicodeError) as exc:
             raise StoreRefused(exc) from exc
