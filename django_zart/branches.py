@@ -19,9 +19,10 @@ from .conf import get_settings
 from .context import ExecutionContext, Suspend, current
 from .db.base import Store
 from .db.types import BranchRow, Checkpoint, Claim, DatabaseUnavailable, LeaseLost, Record
+from .deferral import defer_unknown
 from .errors import StepFailed, WorkerCrashLoop, ZartError
 from .states import StepKind, StepStatus
-from .steps import Attempt, Call, get_step
+from .steps import Attempt, Call, get_step, is_registered
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ def execute_branch(claim: Claim, store: Store) -> str:
     """
     started = time.monotonic()
     outcome = _execute_one(claim, store, None)
-    if outcome != "suspended" and time.monotonic() - started < BATCH_AFTER:
+    if outcome not in ("suspended", "deferred") and time.monotonic() - started < BATCH_AFTER:
         run_batch(claim, store, started)
     return outcome
 
@@ -135,6 +136,9 @@ def _execute_one(claim: Claim, store: Store, batch: Batch | None) -> str:
         raise ZartError(
             "Branch task %d of %r has no step row." % (claim.task_id, claim.execution_id)
         )
+    if not is_registered(branch.name):
+        defer_unknown(claim, store, "step", branch.name)
+        return "deferred"
     ctx = BranchContext(claim, store, branch, batch)
     number = branch.attempts + 1 if branch.status == StepStatus.RETRYING else 1
     attempt = Attempt(Call(0, branch.position, ""), number)

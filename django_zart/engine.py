@@ -27,6 +27,7 @@ from .context import Abort, ExecutionContext, Pause, Suspend, current, run_async
 from .db.base import Store
 from .db.guard import connection_lost
 from .db.types import Claim, DatabaseUnavailable, LeaseLost, StoreRefused, loads_json
+from .deferral import defer_unknown
 from .errors import (
     ExecutionTimedOut,
     SerializationError,
@@ -62,6 +63,9 @@ class Outcome(StrEnum):
     """The execution had finished already; its left-over task was deleted."""
     PAUSED = "paused"
     """A pause rule holds it; due again when the rule ends."""
+    DEFERRED = "deferred"
+    """Its workflow or step is not in this worker's code; given back for a worker that
+    has it (``deferral``)."""
 
 
 def execute(claim: Claim, store: Store) -> Outcome:
@@ -125,8 +129,9 @@ def _execute(claim: Claim, store: Store) -> Outcome:
         return Outcome(execute_branch(claim, store))
     try:
         workflow = get_workflow(claim.workflow)
-    except UnknownWorkflow as exc:
-        return _fail(claim, store, exc, None)
+    except UnknownWorkflow:
+        defer_unknown(claim, store, "workflow", claim.workflow)
+        return Outcome.DEFERRED
     if claim.recoveries and claim.recoveries >= get_settings().max_recoveries:
         crash = WorkerCrashLoop(claim.execution_id, claim.recoveries)
         return _fail(claim, store, crash, workflow)

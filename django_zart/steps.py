@@ -40,6 +40,11 @@ clashes = Clashes("step")
 """Step names registered by several functions (see ``django_zart.clashes``)."""
 
 
+def is_registered(name: str) -> bool:
+    """Whether this process has the code of the step ``name``."""
+    return name in _steps
+
+
 def get_step(name: str) -> Step:
     """The registered step of this name (parallel branches run steps by name)."""
     try:

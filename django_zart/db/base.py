@@ -654,6 +654,19 @@ class Store(BranchWrites):
             self._release_task(claim, run_after=Now(), paused_by=rule_id)
         return True
 
+    @store_operation
+    def defer(self, claim: Claim, delay: float) -> None:
+        """Give back a claim whose workflow or step this worker has no code for, due again
+        in ``delay`` seconds, for a worker that has it: during a rolling deploy, old and
+        new code serve the same queues."""
+        with transaction.atomic():
+            self._fence(claim)
+            if claim.kind == TaskKind.BODY and not transition(
+                claim.execution_id, ExecutionStatus.PENDING
+            ):
+                raise LeaseLost()
+            self._release_task(claim, run_after=Now() + timedelta(seconds=delay))
+
     def _release_task(self, claim: Claim, *, run_after: Any, paused_by: int | None = None) -> None:
         released = Task.objects.filter(pk=claim.task_id, held_by=claim.token).update(
             held_by=None,
