@@ -15,7 +15,7 @@ import logging
 from .db.base import Store
 from .db.types import Claim
 
-logger = logging.getLogger("django_zart.engine")
+logger = logging.getLogger(__name__)
 
 UNKNOWN_CODE_DELAY = 10.0
 """Seconds before such work is due again: long enough not to spin, short enough that a
