@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -217,6 +218,33 @@ def test_where_now_tells_pauses_workers_queues_and_ends() -> None:
     assert phrases[cancelled.pk] == "cancelled before its first step"
 
 
+def test_where_now_names_the_failed_step_of_an_earlier_run_and_the_handler() -> None:
+    """The failure handler runs as a run of its own: the step that failed the execution
+    is in the run before, and the stored error names it."""
+
+    def handled(outcome: object) -> Execution:
+        execution: Execution = ExecutionFactory(
+            failed=True,
+            run_index=2,
+            error={"type": "StepFailed", "step": "book-courier", "compensation": outcome},
+        )
+        first = RunFactory(execution=execution, index=1, status="FAILED")
+        StepFactory(run=first, name="book-courier", status=StepStatus.FAILED, result=None)
+        handler = RunFactory(execution=execution, index=2, reason=RunReason.COMPENSATION)
+        StepFactory(run=handler, name="release-stock")
+        return execution
+
+    undone = handled("completed")
+    not_undone = handled({"type": "ValueError", "message": "no stock row"})
+    plain = ExecutionFactory(failed=True, error={"type": "ValueError"})
+
+    phrases = where_now([fresh(e) for e in (undone, not_undone, plain)])
+
+    assert phrases[undone.pk] == ("failed at step book-courier; its failure handler completed")
+    assert phrases[not_undone.pk] == ("failed at step book-courier; its failure handler failed too")
+    assert phrases[plain.pk] == "failed outside its steps"
+
+
 def test_where_now_and_blocker_name_the_awaited_child() -> None:
     parent = suspended()
     StepFactory(
@@ -429,6 +457,21 @@ def test_changelist_searches_ids_and_json_text(admin_client: Client) -> None:
     assert listed(listing(admin_client, q="quartz"), *ids) == {"order-1001"}
     assert listed(listing(admin_client, q="inv-77"), *ids) == {"order-1002"}
     assert listed(listing(admin_client, q="nothing like it"), *ids) == set()
+
+
+def test_changelist_sorted_by_every_column_lists_each_execution_once(
+    admin_client: Client,
+) -> None:
+    """An execution with several runs is one row, whichever column sorts the list."""
+    rerun = ExecutionFactory(id="rerun-3", run_index=3)
+    for index in (1, 2, 3):
+        RunFactory(execution=rerun, index=index)
+    ExecutionFactory(id="once")
+    for column in range(1, 8):
+        for order in (str(column), "-%d" % column):
+            text = listing(admin_client, o=order)
+            rows = re.findall(r'<th class="field-id"><a href="[^"]*">([^<]+)</a>', text)
+            assert sorted(rows) == ["once", "rerun-3"], order
 
 
 def test_changelist_counts_by_status_link_to_the_filter(admin_client: Client) -> None:

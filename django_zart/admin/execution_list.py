@@ -141,7 +141,7 @@ class ExecutionListMixin(ReadOnlyAdmin):
         "workflow_label",
         "status_badge",
         "where",
-        "runs",
+        "run_count",
         "created_at",
         "duration",
     )
@@ -216,8 +216,10 @@ class ExecutionListMixin(ReadOnlyAdmin):
     def where(self, obj: Execution) -> str:
         return getattr(obj, "where_now", "")
 
+    # Not ``runs``: the changelist would sort that column by the reverse relation of that
+    # name, a join that lists an execution once per run.
     @admin.display(description=_("runs"), ordering="run_index")
-    def runs(self, obj: Execution) -> int:
+    def run_count(self, obj: Execution) -> int:
         return obj.run_index
 
     @admin.display(description=_("duration"))
