@@ -29,6 +29,7 @@ from django.db.models import (
     Value,
     When,
 )
+from django.db.models.fields.json import KT
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
@@ -46,6 +47,9 @@ class Where:
     step: dict[str, Any] | None
     task: dict[str, Any] | None
     branches: tuple[int, int] | None
+    failure: tuple[str | None, str | None] = (None, None)
+    """Of a failed execution whose current run has no failed step (its failure handler's
+    run, say): the step that failed it, and how its failure handler ended."""
 
 
 def _latest_steps(executions: Sequence[Execution]) -> dict[str, dict[str, Any]]:
@@ -157,17 +161,34 @@ def _branch_counts(steps_by_execution: dict[str, dict[str, Any]]) -> dict[int, t
     return {run_id: (done.get(run_id, 0), len(positions)) for run_id, positions in groups.items()}
 
 
+def _failures(execution_ids: Sequence[str]) -> dict[str, tuple[str | None, str | None]]:
+    """The failed step and the failure handler's end ("completed", or its error), read out
+    of the stored errors (the error itself, traceback and all, stays in the database)."""
+    rows = Execution.objects.filter(pk__in=execution_ids).values_list(
+        "pk", KT("error__step"), KT("error__compensation")
+    )
+    return {pk: (step, handler) for pk, step, handler in rows}
+
+
 def gather(executions: Sequence[Execution]) -> dict[str, Where]:
-    """What the phrases of a page of executions need, in at most three queries."""
+    """What the phrases of a page of executions need, in at most four queries."""
     unfinished = [e.pk for e in executions if not e.is_finished]
     latest = _latest_steps(executions) if executions else {}
     tasks = _body_tasks(unfinished) if unfinished else {}
     branches = _branch_counts(latest)
+    unexplained = [
+        e.pk
+        for e in executions
+        if e.status == ExecutionStatus.FAILED
+        and latest.get(e.pk, {}).get("status") != StepStatus.FAILED
+    ]
+    failures = _failures(unexplained) if unexplained else {}
     return {
         e.pk: Where(
             step=latest.get(e.pk),
             task=tasks.get(e.pk),
             branches=branches.get(latest[e.pk]["run_id"]) if e.pk in latest else None,
+            failure=failures.get(e.pk, (None, None)),
         )
         for e in executions
     }
@@ -235,13 +256,23 @@ def _waiting_phrase(step: dict[str, Any], branches: tuple[int, int] | None) -> s
     return ""
 
 
-def _finished_phrase(execution: Execution, step: dict[str, Any] | None) -> str:
+def _finished_phrase(execution: Execution, where: Where) -> str:
+    step = where.step
     if execution.status == ExecutionStatus.COMPLETED:
         return _("completed")
     if execution.status == ExecutionStatus.FAILED:
         if step is not None and step["status"] == StepStatus.FAILED:
             return _("failed at step %(step)s") % {"step": step["position"]}
-        return _("failed outside its steps")
+        failed_step, handler = where.failure
+        if failed_step:
+            said = _("failed at step %(step)s") % {"step": failed_step}
+        else:
+            said = _("failed outside its steps")
+        if handler == "completed":
+            said += _("; its failure handler completed")
+        elif handler:  # the handler's own error
+            said += _("; its failure handler failed too")
+        return said
     if step is not None:
         return _("cancelled after step %(step)s") % {"step": step["position"]}
     return _("cancelled before its first step")
@@ -250,7 +281,7 @@ def _finished_phrase(execution: Execution, step: dict[str, Any] | None) -> str:
 def phrase(execution: Execution, where: Where) -> str:
     """The short phrase of the list's "where it is now" column."""
     if execution.is_finished:
-        return _finished_phrase(execution, where.step)
+        return _finished_phrase(execution, where)
     task, step = where.task, where.step
     if task is not None and task["paused_by_id"] is not None:
         return _("paused by rule %(rule)d") % {"rule": task["paused_by_id"]}
