@@ -61,6 +61,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
 
+# The onboarding example's welcome mails, in the worker's output.
+EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+
 ZART = {
     "POLL_INTERVAL": "100ms",
     # For the approval example's curl; a real project reads its tokens from the environment.
