@@ -69,32 +69,33 @@ class Board:
                 "pk", "workflow", "status"
             )
         )
-        waits = dict(
-            Step.objects.filter(
-                execution_id__in=self.narrator.ids, status="WAITING", kind__in=list(WAITING)
-            ).values_list("execution_id", "kind")
-        )
-        retrying = set(
-            Step.objects.filter(execution_id__in=self.narrator.ids, status="RETRYING").values_list(
-                "execution_id", flat=True
-            )
-        )
+        suspended = self._waiting_for([pk for pk, _, status in executions if status == "SUSPENDED"])
         self.statuses = Counter(status for _, _, status in executions)
-        self.waiting = Counter(
-            RETRY_DELAY if pk in retrying else WAITING.get(waits.get(pk, ""), "waiting")
-            for pk, _, status in executions
-            if status == "SUSPENDED"
-        )
+        self.waiting = Counter(suspended.values())
         orphaned = self.orphaned()
         for execution_id in sorted(self._orphaned - orphaned):
             self.note("%s taken over by the new worker, from its last checkpoint" % execution_id)
         self._orphaned = orphaned
-        self.rows = self._rows(executions, waits, retrying, orphaned)
+        self.rows = self._rows(executions, suspended, orphaned)
         finished = len(executions) == sum(self.mix.expected.values()) and all(
             status in TERMINAL for _, _, status in executions
         )
         self._show()
         return finished
+
+    def _waiting_for(self, suspended: list[str]) -> dict[str, str]:
+        """What each suspended execution waits for, in words, from one query of its
+        waiting or retrying steps."""
+        steps = Step.objects.filter(
+            execution_id__in=suspended, status__in=["WAITING", "RETRYING"]
+        ).values_list("execution_id", "kind", "status")
+        said = dict.fromkeys(suspended, "suspended")
+        for pk, kind, status in steps:
+            if status == "RETRYING":
+                said[pk] = RETRY_DELAY
+            elif said[pk] != RETRY_DELAY and kind in WAITING:
+                said[pk] = WAITING[kind]
+        return said
 
     def orphaned(self) -> set[str]:
         """The executions a killed worker held, until a live one takes them over."""
@@ -115,8 +116,7 @@ class Board:
     def _rows(
         self,
         executions: list[tuple[str, str, str]],
-        waits: dict[str, str],
-        retrying: set[str],
+        suspended: dict[str, str],
         orphaned: set[str],
     ) -> list[tuple[str, str, str]]:
         by_workflow: dict[str, list[tuple[str, str]]] = {}
@@ -132,8 +132,7 @@ class Board:
             details: Counter[str] = Counter()
             for pk, status in seen:
                 if status == "SUSPENDED":
-                    kind = RETRY_DELAY if pk in retrying else WAITING.get(waits.get(pk, ""), "")
-                    details[kind or "suspended"] += 1
+                    details[suspended[pk]] += 1
                 elif status == "RUNNING" and pk in orphaned:
                     details[ORPHANED] += 1
                 elif status != "COMPLETED":

@@ -86,7 +86,7 @@ class Command(BaseCommand):
                 board = Board(mix, self.stdout, live=self.stdout.isatty(), title="")
                 self._run(board, mix, worker, fast=fast, crash=not options["no_crash"])
                 done = True
-                self._outputs(mix)
+                self._outputs(mix, board.narrator.ids)
                 self._how_to_explore(login, options["port"], options["keep_running"])
                 if options["keep_running"]:
                     self._stay(worker, self._serve(options["port"]))
@@ -180,11 +180,9 @@ class Command(BaseCommand):
             _database(),
         )
 
-    def _outputs(self, mix: Mix) -> None:
+    def _outputs(self, mix: Mix, ids: list[str]) -> None:
         self._say("Outputs (one per workflow, and every failure):")
-        executions = Execution.objects.filter(pk__in=_family(mix.started)).order_by(
-            "created_at", "pk"
-        )
+        executions = Execution.objects.filter(pk__in=ids).order_by("created_at", "pk")
         by_workflow: dict[str, list[Execution]] = {}
         for execution in executions:
             by_workflow.setdefault(execution.workflow, []).append(execution)
@@ -262,12 +260,6 @@ class Command(BaseCommand):
                 worker.start()
             time.sleep(0.5)
         self._say("runserver stopped (exit code %s)." % server.returncode)
-
-
-def _family(ids: list[str]) -> list[str]:
-    """The executions and their children."""
-    children = Execution.objects.filter(parent_id__in=ids).values_list("pk", flat=True)
-    return [*ids, *children]
 
 
 def _demo_user() -> str:
