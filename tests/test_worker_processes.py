@@ -170,4 +170,7 @@ def test_an_idle_worker_polls_once_a_second_while_notifications_come(
     polling = worker_process("--poll-interval", "0.05", "--no-listen")
     polling_rate = _idle_commits_per_second(polling)
     assert polling.terminate() == 0
-    assert rate < 10 and polling_rate > 20, (rate, polling_rate)
+    # The count is the database's, and other sessions of the run flush their statistics
+    # late, in bursts: what is compared is the order of magnitude. The listening worker's
+    # second holds its poll and the once-a-second sweeps (schedules, pauses, limits).
+    assert polling_rate > 20 and rate < polling_rate / 4, (rate, polling_rate)
